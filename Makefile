@@ -1,0 +1,60 @@
+# Thin wrappers around `python -m pipelines VERB COMPETITION ...`.
+PYTHON_BASE ?= python3.11
+VENV        ?= .venv
+PY          := $(VENV)/bin/python
+STAMP       := $(VENV)/.installed
+COMP        ?= house-prices
+EXP         ?=
+RUN         ?=
+DATA        ?=
+DEVICE      ?= auto
+ARGS        ?=
+
+_config = $(if $(EXP),--config $(EXP),)
+_data   = $(if $(DATA),--data $(DATA),)
+
+.PHONY: all setup test data prepare train-house train-catsdogs submit leaderboard bench demo clean help
+
+all: setup demo  ## set up if needed, then run the main job on the built-in data
+
+help:
+	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
+
+setup: $(STAMP)  ## create .venv and install the package with its dependencies
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON_BASE) >/dev/null || { echo "error: $(PYTHON_BASE) not found (set PYTHON_BASE=...)"; exit 2; }
+	$(PYTHON_BASE) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+test: setup  ## set up if needed, then run the test suite
+	$(PY) -m pytest -q tests
+
+demo: setup  ## House Prices end to end: Kaggle data if present, else the built-in Ames data
+	$(PY) -m pipelines demo house-prices $(_config) $(_data) --device $(DEVICE) $(ARGS)
+
+data: setup  ## download COMP from Kaggle, or check and copy a local copy with DATA=DIR
+	$(PY) -m pipelines prepare $(COMP) $(_data) $(ARGS)
+
+prepare: data
+
+train-house: setup  ## k-fold training for House Prices (EXP=mlp, d2l-linear, ...)
+	$(PY) -m pipelines train house-prices $(_config) $(_data) --device $(DEVICE) $(ARGS)
+
+train-catsdogs: setup  ## k-fold training for Dogs vs. Cats (EXP=...)
+	$(PY) -m pipelines train dogs-vs-cats $(_config) $(_data) --device $(DEVICE) $(ARGS)
+
+submit: setup  ## validated Kaggle CSV for RUN: submissions/COMP/RUN.csv
+	@test -n "$(RUN)" || { echo "error: RUN=... is required (see make leaderboard)"; exit 2; }
+	$(PY) -m pipelines submit $(COMP) --run $(RUN) $(ARGS)
+
+leaderboard: setup  ## every run so far, best CV first
+	$(PY) -m pipelines leaderboard $(if $(filter command line,$(origin COMP)),$(COMP),) $(ARGS)
+
+bench: setup  ## speed and score benchmarks; writes benchmarks/RESULTS.md
+	$(PY) -m benchmarks.run $(ARGS)
+
+clean:  ## remove generated runs and submissions (keeps data/ and .venv)
+	rm -rf runs submissions

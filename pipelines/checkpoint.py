@@ -1,0 +1,49 @@
+"""Fold checkpoints: weights in safetensors, everything else in JSON.
+
+Nothing is unpickled on load, so a checkpoint from a stranger cannot run code.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from . import atomic
+from .errors import UserError
+
+WEIGHTS = "model.safetensors"
+META = "meta.json"
+
+
+def save(folder: str | Path, state_dict: dict[str, torch.Tensor], meta: dict) -> None:
+    """Write the weights, then the metadata; meta.json marks a complete checkpoint."""
+    folder = Path(folder)
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
+    atomic.write_with(folder / WEIGHTS, lambda tmp: save_file(tensors, str(tmp)))
+    atomic.write_json(folder / META, meta)
+
+
+def load(folder: str | Path, device: str | torch.device = "cpu") -> tuple[dict[str, torch.Tensor], dict]:
+    folder = Path(folder)
+    meta_path, weights_path = folder / META, folder / WEIGHTS
+    if not meta_path.exists() or not weights_path.exists():
+        raise UserError(f"{folder}: no complete checkpoint ({WEIGHTS} and {META} expected)")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except json.JSONDecodeError:
+        raise UserError(f"{meta_path}: not valid JSON") from None
+    try:
+        state = load_file(str(weights_path), device=str(device))
+    except Exception as exc:  # safetensors raises its own error types
+        raise UserError(f"{weights_path}: cannot read weights ({exc})") from None
+    return state, meta
+
+
+def load_meta(folder: str | Path) -> dict:
+    path = Path(folder) / META
+    if not path.exists():
+        raise UserError(f"{path}: checkpoint metadata not found")
+    return json.loads(path.read_text())

