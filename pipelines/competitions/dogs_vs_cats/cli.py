@@ -1,0 +1,90 @@
+"""Dogs vs. Cats verbs for the command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from ... import config as configs, paths, runs
+from ...errors import UserError
+from ...kfold import parse_fold_list
+from . import data, models, task
+
+
+def _config(args) -> task.DogsConfig:
+    return task.load_config(getattr(args, "config", None) or task.DEFAULT_CONFIG,
+                            configs.parse_overrides(getattr(args, "set", [])))
+
+
+def prepare(args) -> int:
+    """Scan the Kaggle folders (or zips), build or reuse the image caches at the config's size."""
+    cfg = _config(args)
+    source = task.data_source(args.data)
+    train_cache, test_cache = task.prepare_caches(source, cfg.image_size, args.workers)
+    for cache in (train_cache, test_cache):
+        if cache is None:
+            print("test: no test1/ folder (or test1.zip) found; training will not predict a test set")
+            continue
+        print(data.summary(cache))
+        state = f"rebuilt ({cache.reason})" if cache.rebuilt else "reused (sources unchanged)"
+        print(f"  cache {cache.path}: {state}")
+    return 0
+
+
+def train(args) -> int:
+    cfg = _config(args)
+    only = parse_fold_list(args.folds, cfg.folds) if args.folds else None
+    out = task.train(cfg, task.data_source(args.data), args.name, args.device, only_folds=only,
+                     overwrite=args.overwrite)
+    result = out["result"]
+    for line in runs.summary_lines(out["row"], result):
+        print(line)
+    cv = result.cv
+    print(f"CV accuracy {cv['accuracy']:.4f}, ROC AUC {cv['roc_auc']:.5f}; best clip on OOF: {cv['best_clip']} "
+          f"(log loss {cv['log_loss_by_clip'][str(cv['best_clip'])]:.5f}; config clip {cfg.clip})")
+    if (out["run_dir"] / "test_predictions.csv").exists():
+        print(f"next: make submit COMP={task.NAME} RUN={out['run_dir'].name}")
+    return 0
+
+
+def predict(args) -> int:
+    run_dir = paths.find_run(task.NAME, args.run)
+    frame = task.predict_folder(run_dir, Path(args.test), args.device)
+    path = task.write_submission(frame, Path(args.out), frame[task.ID])
+    print(f"wrote {path} ({len(frame)} rows) from {run_dir.name}")
+    return 0
+
+
+def submit(args) -> int:
+    run_dir = paths.find_run(task.NAME, args.run)
+    source = run_dir / "test_predictions.csv"
+    if not source.exists():
+        raise UserError(f"{run_dir}: the run has no test predictions (no test1/ folder when it trained?); "
+                        f"use `python -m pipelines predict {task.NAME} --run {run_dir.name} --test DIR --out FILE`")
+    run = runs.load_run(run_dir)
+    frame = pd.read_csv(source)
+    out = Path(args.out) if args.out else paths.submissions_dir(task.NAME) / f"{run_dir.name}.csv"
+    expected = frame[task.ID] if frame[task.ID].is_unique else frame[task.ID].unique()
+    task.write_submission(frame, out, expected)
+    print(f"wrote {out} ({len(frame)} rows, CV {run['metric']} {run['cv']:.5f}, "
+          f"accuracy {run.get('accuracy', float('nan')):.4f})")
+    return 0
+
+
+def summary(args) -> int:
+    """Each layer's output shape and parameter count for one input, then the totals."""
+    cfg = _config(args)
+    if cfg.recipe == "features":
+        model = task.make_backbone(cfg)
+        title = f"{cfg.arch} (frozen, {cfg.pretrained}) -> {cfg.head} head"
+    else:
+        model = models.build(cfg.arch, cfg.image_size, False, cfg.drop_rate)
+        title = cfg.arch
+    rows, total, trainable = models.layer_summary(model, cfg.image_size)
+    print(f"{title}: input 1x3x{cfg.image_size}x{cfg.image_size}")
+    width = max(len(name) for name, _, _ in rows)
+    for name, shape, params in rows:
+        print(f"{name:<{width}}  output {'x'.join(map(str, shape)):<14} params {params:,}")
+    print(f"total parameters: {total:,} (trainable {trainable:,})")
+    return 0

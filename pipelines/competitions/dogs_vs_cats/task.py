@@ -1,0 +1,524 @@
+"""Dogs vs. Cats: k-fold training (end to end, or a head on frozen pretrained features),
+prediction from fold checkpoints, submission.
+
+Two recipes share the engine, the checkpoints and the run record:
+  * ``recipe: train``: the whole network (LeNet, modern LeNet, any timm architecture from
+    scratch or pretrained) trained by training.fit on augmented batches of the uint8 cache.
+  * ``recipe: features``: a pretrained backbone stays frozen; its features are computed once
+    as a stage (features.py, flip TTA included) and a head is fitted per fold: logistic
+    regression, a small MLP, or ``tail`` (the backbone's blocks after ``block``, fine-tuned
+    on the cached activations, plus the classifier).
+Predictions are P(dog), averaged over the flip views and the folds, clipped to
+[clip, 1 - clip] in submissions (Kaggle's log loss punishes a confident mistake without bound).
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ... import atomic, checkpoint, config as configs, folds as folding, kfold, paths, runs, submission
+from ...device import resolve
+from ...errors import UserError
+from ...metrics import accuracy, log_loss, roc_auc
+from ...training import TrainSettings, fit, quiet, seed_everything
+from . import augment, data, features, models
+from . import pretrained as P
+
+NAME = "dogs-vs-cats"
+METRIC = "log_loss"
+DEFAULT_CONFIG = "effnet-lite0"
+ID, TARGET = "id", "label"
+SUBMISSION_COLUMNS = [ID, TARGET]
+CLIP_GRID = (0.0, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05)
+
+
+@dataclass
+class DogsConfig:
+    name: str = configs.option("custom")
+    arch: str = configs.option("lenet", help="lenet, lenet-modern or any timm model name")
+    pretrained: bool | str = configs.option(False, help="false, true, efficientnet-lite0-package or a path")
+    recipe: str = configs.option("train", choices=["train", "features"])
+    image_size: int = configs.option(32, min=8, max=1024)
+    folds: int = configs.option(5, min=2, max=20)
+    seed: int = configs.option(42)
+    # recipe train (and head mlp/tail)
+    epochs: int = configs.option(10, min=1)
+    batch_size: int = configs.option(128, min=1)
+    optimizer: str = configs.option("adamw", choices=["adam", "adamw", "sgd"])
+    lr: float = configs.option(1e-3, min=0.0)
+    momentum: float = configs.option(0.9, min=0.0, max=1.0)
+    weight_decay: float = configs.option(0.05, min=0.0)
+    schedule: str = configs.option("cosine", choices=["cosine", "constant"])
+    warmup_epochs: float = configs.option(0.0, min=0.0)
+    patience: int = configs.option(0, min=0)
+    ema: float = configs.option(0.0, min=0.0, max=0.99999)
+    label_smoothing: float = configs.option(0.0, min=0.0, max=0.5)
+    grad_clip: float = configs.option(0.0, min=0.0)
+    drop_rate: float = configs.option(0.0, min=0.0, max=0.9)
+    channels_last: bool = configs.option(True)
+    hflip: bool = configs.option(True)
+    crop_scale: float = configs.option(1.0, min=0.05, max=1.0, help="RandomResizedCrop min area; 1 = off")
+    color_jitter: float = configs.option(0.0, min=0.0, max=1.0)
+    # recipe features
+    block: int = configs.option(-1, min=-1, help="-1: pooled features; k: activations after blocks[k]")
+    head: str = configs.option("logreg", choices=["logreg", "mlp", "tail"])
+    C: float = configs.option(1.0, min=0.0)
+    hidden: int = configs.option(512, min=1)
+    # prediction
+    tta_flip: bool = configs.option(True)
+    clip: float = configs.option(0.005, min=0.0, max=0.49)
+    eval_batch_size: int = configs.option(256, min=1)
+
+
+def load_config(name: str, overrides: dict | None = None) -> DogsConfig:
+    cfg = configs.load(NAME, DogsConfig, name, overrides)
+    check_config(cfg, str(configs.config_path(NAME, name)))
+    return cfg
+
+
+def check_config(cfg: DogsConfig, where: str) -> None:
+    if not models.known(cfg.arch):
+        models.build(cfg.arch, cfg.image_size)  # raises the UserError with a suggestion
+    if cfg.recipe == "features":
+        if cfg.pretrained is False:
+            raise UserError(f"{where}: recipe features needs pretrained weights (pretrained: ...)")
+        if cfg.head == "tail" and cfg.block < 0:
+            raise UserError(f"{where}: head tail needs block >= 0 (the blocks after it are fine-tuned)")
+    if cfg.arch in models.REGISTRY and cfg.pretrained not in (False, None):
+        raise UserError(f"{where}: pretrained: {cfg.arch} has no pretrained weights")
+
+
+# --------------------------------------------------------------------------- data
+
+def has_test(folder: Path) -> bool:
+    return any((folder / n).is_dir() or (folder / f"{n}.zip").is_file() for n in ("test1", "test"))
+
+
+def data_source(spec: str | None) -> Path:
+    folder = Path(spec) if spec else paths.data_dir(NAME)
+    if not folder.exists():
+        if spec:
+            raise UserError(f"{folder}: folder not found")
+        raise UserError(f"no Dogs vs. Cats data in {folder}: run `make data COMP={NAME}` (Kaggle download) "
+                        f"or pass --data DIR (a folder with train/ and test1/, or Kaggle's zips)")
+    return folder
+
+
+def cache_root(size: int) -> Path:
+    return paths.data_dir(NAME) / "cache" / str(size)
+
+
+def prepare_caches(source: Path, size: int, workers: int = 2) -> tuple[data.Cache, data.Cache | None]:
+    """Scan train (and test, when present) and build or reuse their caches at `size`."""
+    progress = not quiet()
+    train_entries = data.scan(source, "train")
+    train = data.ensure_cache(train_entries, cache_root(size) / "train", size, workers, progress)
+    test = None
+    if has_test(source) if source.is_dir() else False:
+        test_entries = data.scan(source, "test")
+        test = data.ensure_cache(test_entries, cache_root(size) / "test", size, workers, progress)
+        if test.manifest["skipped"]:
+            bad = test.manifest["skipped"]
+            raise UserError(f"{test_entries.folder}: {len(bad)} test image(s) cannot be read, so no prediction "
+                            f"could cover every id: " + "; ".join(f"{b['key']} ({b['reason']})" for b in bad[:5]))
+    if len(np.unique(train.labels)) < 2:
+        raise UserError(f"{train_entries.folder}: training needs both cats and dogs; found only "
+                        f"{data.CLASS_NAMES[int(train.labels[0])]}s")
+    return train, test
+
+
+def read_test_folder(folder: Path, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, images) of every N.jpg in folder, decoded as the caches are; any unreadable image
+    stops the prediction, naming every bad file (a submission must cover every id)."""
+    entries = data.scan(folder, "test")
+    images = np.empty((len(entries), size, size, 3), np.uint8)
+    bad = []
+    try:
+        for i, entry in enumerate(entries):
+            try:
+                images[i] = data.decode(data._read_checked(entry), size)
+            except data.BadImage as exc:
+                bad.append(f"{entry.key} ({exc.reason})")
+            except OSError as exc:
+                bad.append(f"{entry.key} (cannot read: {exc})")
+    finally:
+        data.close_archives()
+    if bad:
+        raise UserError(f"{entries.folder}: {len(bad)} test image(s) cannot be read: {'; '.join(bad[:10])}"
+                        + (" ..." if len(bad) > 10 else ""))
+    return np.array([e.id for e in entries], dtype=np.int64), images
+
+
+# --------------------------------------------------------------------------- metrics
+
+def clipped(prob, clip: float) -> np.ndarray:
+    return np.clip(np.asarray(prob, float), clip, 1.0 - clip)
+
+
+def scores(labels: np.ndarray, prob: np.ndarray, clip: float) -> dict:
+    p = clipped(prob, clip)
+    return {METRIC: log_loss(labels, p), "accuracy": accuracy(labels, p), "roc_auc": roc_auc(labels, p)}
+
+
+def clip_scan(labels: np.ndarray, prob: np.ndarray) -> dict:
+    """OOF log loss for each clip in CLIP_GRID, and the best one."""
+    losses = {str(c): log_loss(labels, clipped(prob, c)) for c in CLIP_GRID}
+    best = min(losses, key=losses.get)
+    return {"log_loss_by_clip": losses, "best_clip": float(best)}
+
+
+# --------------------------------------------------------------------------- recipe: train
+
+def _settings(cfg: DogsConfig, epochs: int | None = None) -> TrainSettings:
+    return TrainSettings(epochs=epochs or cfg.epochs, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                         optimizer=cfg.optimizer, momentum=cfg.momentum, schedule=cfg.schedule,
+                         warmup_epochs=cfg.warmup_epochs, patience=cfg.patience, ema=cfg.ema,
+                         grad_clip=cfg.grad_clip, channels_last=cfg.channels_last, monitor="log_loss")
+
+
+def _probabilities(model: nn.Module, batches, device) -> np.ndarray:
+    out = []
+    model.eval()
+    with torch.no_grad():
+        for x in batches:
+            out.append(torch.softmax(model(x.to(device)).float(), 1)[:, 1].cpu().numpy())
+    return np.concatenate(out) if out else np.empty(0)
+
+
+def predict_images(model: nn.Module, images: np.ndarray, norm: dict, device, batch_size: int,
+                   tta_flip: bool) -> np.ndarray:
+    """P(dog) for uint8 images (N, S, S, 3); with tta_flip the mean over the image and its mirror."""
+    def batches(flip):
+        for start in range(0, len(images), batch_size):
+            yield augment.to_tensor(images[start:start + batch_size], norm["mean"], norm["std"], flip)
+    prob = _probabilities(model, batches(False), device)
+    if tta_flip:
+        prob = (prob + _probabilities(model, batches(True), device)) / 2
+    return prob
+
+
+def _train_network(cfg: DogsConfig, images: np.ndarray, labels: np.ndarray, train_index, valid_index,
+                   seed: int, device, desc: str):
+    seed_everything(seed)
+    model = models.build(cfg.arch, cfg.image_size, cfg.pretrained, cfg.drop_rate)
+    norm = models.normalization(model, cfg.arch)
+    transform = augment.build(cfg.image_size, cfg.hflip, cfg.crop_scale, cfg.color_jitter, seed=seed)
+    targets = torch.from_numpy(labels.astype(np.int64))
+
+    def train_batches(epoch: int):
+        order = train_index[np.random.default_rng(seed * 1000 + epoch).permutation(len(train_index))]
+        for start in range(0, len(order), cfg.batch_size):
+            index = np.sort(order[start:start + cfg.batch_size])
+            batch = augment.apply(transform, images[index])
+            yield augment.to_tensor(batch, norm["mean"], norm["std"]), targets[index]
+
+    valid_images, valid_labels = images[valid_index], labels[valid_index]
+
+    def evaluate(net):
+        prob = predict_images(net, valid_images, norm, device, cfg.eval_batch_size, tta_flip=False)
+        return {"log_loss": log_loss(valid_labels, clipped(prob, 1e-6)), "accuracy": accuracy(valid_labels, prob)}
+
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    steps = (len(train_index) + cfg.batch_size - 1) // cfg.batch_size
+    result = fit(model, train_batches, steps, loss_fn, evaluate, _settings(cfg), device, desc=desc)
+    model.load_state_dict(result.best_state)
+    return model, norm, result
+
+
+# --------------------------------------------------------------------------- recipe: features
+
+class LinearHead(nn.Module):
+    """Logistic regression (or any linear map) on pooled features: (B, D) -> (B, 2) logits."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.fc = nn.Linear(dim, 2)
+
+    def forward(self, x):
+        return self.fc(x)
+
+
+class MLPHead(nn.Module):
+    def __init__(self, dim: int, hidden: int, drop: float):
+        super().__init__()
+        self.net = nn.Sequential(nn.LayerNorm(dim), nn.Dropout(drop), nn.Linear(dim, hidden), nn.GELU(),
+                                 nn.Dropout(drop), nn.Linear(hidden, 2))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class TailHead(nn.Module):
+    """The backbone's blocks after `block` + its classifier, on cached activations."""
+
+    def __init__(self, backbone: nn.Module, block: int, dim: int):
+        super().__init__()
+        self.tail = P.BlockTail(backbone, block)
+        self.fc = nn.Linear(dim, 2)
+
+    def forward(self, x):
+        return self.fc(self.tail(x.float(), pre_logits=True))
+
+
+def make_backbone(cfg: DogsConfig) -> nn.Module:
+    """The frozen backbone without a classifier (num_classes=0), so its fingerprint depends
+    only on the pretrained weights."""
+    return P.create_backbone(cfg.arch, pretrained=cfg.pretrained, num_classes=0)
+
+
+def trainable_state(head: nn.Module, cfg: DogsConfig) -> dict:
+    """What a fold checkpoint stores for a head: for tail, only the blocks after `block`, the
+    head convolution and the classifier (the frozen part is rebuilt from the pretrained weights)."""
+    state = head.state_dict()
+    if cfg.head != "tail":
+        return state
+    keep = [f"tail.backbone.blocks.{i}." for i in range(cfg.block + 1, 64)]
+    keep += ["tail.backbone.conv_head.", "tail.backbone.bn2.", "fc."]
+    return {k: v for k, v in state.items() if k.startswith(tuple(keep))}
+
+
+def build_head(cfg: DogsConfig, dim: int, backbone: nn.Module | None) -> nn.Module:
+    if cfg.head == "logreg":
+        return LinearHead(dim)
+    if cfg.head == "mlp":
+        return MLPHead(dim, cfg.hidden, cfg.drop_rate)
+    return TailHead(copy.deepcopy(backbone), cfg.block, backbone.num_features)
+
+
+def head_probabilities(head: nn.Module, feats: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+    """Mean P(dog) over the views of (N, views, ...) features."""
+    head.eval()
+    n, views = feats.shape[:2]
+    total = np.zeros(n)
+    with torch.no_grad():
+        for v in range(views):
+            parts = []
+            for start in range(0, n, batch_size):
+                x = torch.from_numpy(np.asarray(feats[start:start + batch_size, v], dtype=np.float32))
+                parts.append(torch.softmax(head(x), 1)[:, 1].double().numpy())
+            total += np.concatenate(parts)
+    return total / views
+
+
+def _fit_logreg(x: np.ndarray, y: np.ndarray, C: float, seed: int) -> LinearHead:
+    from sklearn.linear_model import LogisticRegression
+
+    mean, std = x.mean(0), x.std(0) + 1e-6
+    model = LogisticRegression(C=C, max_iter=2000, random_state=seed)
+    model.fit((x - mean) / std, y)
+    w = model.coef_[0] / std
+    b = model.intercept_[0] - float(np.sum(model.coef_[0] * mean / std))
+    head = LinearHead(x.shape[1])
+    with torch.no_grad():  # logits (0, z): softmax gives sigmoid(z) for dog
+        head.fc.weight.zero_()
+        head.fc.bias.zero_()
+        head.fc.weight[1] = torch.from_numpy(w.astype(np.float32))
+        head.fc.bias[1] = float(b)
+    return head
+
+
+def _fit_head(cfg: DogsConfig, feats: np.ndarray, labels: np.ndarray, train_index, valid_index,
+              backbone: nn.Module | None, seed: int, device, desc: str):
+    seed_everything(seed)
+    views = feats.shape[1]
+    if cfg.head == "logreg":
+        x = np.asarray(feats[train_index], dtype=np.float32).reshape(len(train_index) * views, -1)
+        y = np.repeat(labels[train_index], views)
+        return _fit_logreg(x, y, cfg.C, seed), None
+    head = build_head(cfg, feats.shape[-1], backbone)
+    if cfg.head == "tail":  # only the tail and classifier learn; BN statistics of the tail adapt
+        for p in head.parameters():
+            p.requires_grad_(False)
+        for name, p in head.named_parameters():
+            p.requires_grad_(name in trainable_state(head, cfg))
+    train_feats = np.asarray(feats[train_index])
+    train_labels = torch.from_numpy(labels[train_index].astype(np.int64))
+    valid_feats = feats[valid_index]
+    valid_labels = labels[valid_index]
+
+    def train_batches(epoch: int):
+        rng = np.random.default_rng(seed * 1000 + epoch)
+        order = rng.permutation(len(train_index))
+        view = rng.integers(0, views, len(train_index))  # a random view: flip as augmentation
+        for start in range(0, len(order), cfg.batch_size):
+            index = order[start:start + cfg.batch_size]
+            x = torch.from_numpy(np.asarray(train_feats[index, view[index]], dtype=np.float32))
+            yield x, train_labels[index]
+
+    def evaluate(net):
+        prob = head_probabilities(net, valid_feats, cfg.eval_batch_size)
+        return {"log_loss": log_loss(valid_labels, clipped(prob, 1e-6)), "accuracy": accuracy(valid_labels, prob)}
+
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    steps = (len(train_index) + cfg.batch_size - 1) // cfg.batch_size
+    result = fit(head, train_batches, steps, loss_fn, evaluate, _settings(cfg), torch.device("cpu"), desc=desc)
+    head.load_state_dict(result.best_state)
+    return head, result
+
+
+def feature_stage(cfg: DogsConfig, backbone: nn.Module, images: np.ndarray, fingerprint: str | None,
+                  what: str) -> np.ndarray:
+    """What the head reads for these images: pooled features, or block activations (tail head),
+    or pooled features derived from block activations (logreg/mlp with block >= 0)."""
+    root = paths.data_dir(NAME) / "features" if fingerprint else None
+    feats, folder = features.backbone_features(backbone, cfg.arch, images, cfg.image_size, cfg.block,
+                                               cfg.tta_flip, fingerprint or "", root, what)
+    if cfg.block >= 0 and cfg.head != "tail":
+        feats = features.pooled_from_block(backbone, feats, cfg.block, folder=folder)
+    return feats
+
+
+# --------------------------------------------------------------------------- k-fold
+
+def _meta(cfg: DogsConfig, fold: int, norm: dict, extra: dict) -> dict:
+    return {"competition": NAME, "config": configs.as_dict(cfg), "fold": fold, "recipe": cfg.recipe,
+            "arch": cfg.arch, "image_size": cfg.image_size, "normalization": norm, **extra}
+
+
+def train(cfg: DogsConfig, source: Path, run_name: str | None, device_spec: str = "auto",
+          only_folds: list[int] | None = None, overwrite: bool = False, workers: int = 2) -> dict:
+    started = time.perf_counter()
+    device = resolve(device_spec)
+    train_cache, test_cache = prepare_caches(source, cfg.image_size, workers)
+    for line in (data.summary(train_cache), data.summary(test_cache) if test_cache else "no test images"):
+        print(line)
+    run_dir = paths.new_run_dir(NAME, run_name or paths.default_run_name(cfg.name), overwrite)
+    labels = train_cache.labels.astype(np.int64)
+    fold_of_row = folding.make_folds(labels, cfg.folds, cfg.seed, "labels")
+    folding.save_folds(run_dir / "folds.csv", train_cache.keys, fold_of_row)
+
+    if cfg.recipe == "train":
+        images = np.asarray(train_cache.images)  # small sizes: the whole cache fits in memory
+        test_images = np.asarray(test_cache.images) if test_cache is not None else None
+        stage_seconds = 0.0
+    else:
+        t0 = time.perf_counter()
+        backbone = make_backbone(cfg)
+        norm = models.normalization(backbone, cfg.arch)
+        train_feats = feature_stage(cfg, backbone, train_cache.images, train_cache.manifest["fingerprint"], "train")
+        test_feats = (feature_stage(cfg, backbone, test_cache.images, test_cache.manifest["fingerprint"], "test")
+                      if test_cache is not None else None)
+        stage_seconds = time.perf_counter() - t0
+        backbone_sha = P.state_fingerprint(backbone)
+
+    def fit_fold(fold: int, train_index: np.ndarray, valid_index: np.ndarray) -> kfold.FoldOutput:
+        seed = cfg.seed + fold
+        fold_started = time.perf_counter()
+        if cfg.recipe == "train":
+            model, norm_, result = _train_network(cfg, images, labels, train_index, valid_index, seed, device,
+                                                  f"fold {fold}")
+            valid = predict_images(model, images[valid_index], norm_, device, cfg.eval_batch_size, cfg.tta_flip)
+            test = (predict_images(model, test_images, norm_, device, cfg.eval_batch_size, cfg.tta_flip)
+                    if test_images is not None else None)
+            state, extra = model.state_dict(), {}
+        else:
+            model, result = _fit_head(cfg, train_feats, labels, train_index, valid_index, backbone, seed, device,
+                                      f"fold {fold}")
+            norm_ = norm
+            valid = head_probabilities(model, train_feats[valid_index])
+            test = head_probabilities(model, test_feats) if test_feats is not None else None
+            state = trainable_state(model, cfg)
+            extra = {"backbone_sha": backbone_sha, "feature_dim": int(train_feats.shape[-1])}
+        history = result.history if result is not None else []
+        best_epoch = result.best_epoch if result is not None else 0
+        checkpoint.save(run_dir / f"fold{fold}", state,
+                        _meta(cfg, fold, norm_, {**extra, "best_epoch": best_epoch, "history": history}))
+        return kfold.FoldOutput(valid, test, {"best_epoch": best_epoch,
+                                              "seconds": round(time.perf_counter() - fold_started, 1)})
+
+    result = kfold.run(fold_of_row, fit_fold, lambda index, prob: scores(labels[index], prob, cfg.clip),
+                       METRIC, only_folds)
+    scored = ~np.isnan(result.oof_prediction)
+    scan = clip_scan(labels[scored], result.oof_prediction[scored])
+    result.cv.update(scan)
+    oof = pd.DataFrame({"key": train_cache.keys, ID: train_cache.ids, TARGET: labels, "fold": fold_of_row,
+                        "oof_p_dog": result.oof_prediction})
+    atomic.write_text(run_dir / "oof.csv", oof.to_csv(index=False))
+    if test_cache is not None and result.test_prediction is not None:
+        frame = submission_frame(test_cache.ids, result.test_prediction, cfg.clip)
+        write_submission(frame, run_dir / "test_predictions.csv", test_cache.ids)
+    wall = time.perf_counter() - started
+    row = runs.record(run_dir, competition=NAME, config=cfg, result=result, metric=METRIC,
+                      greater_is_better=False, wall_s=wall, device=str(device),
+                      data={"train": str(source), "train_fingerprint": train_cache.manifest["fingerprint"],
+                            "test_fingerprint": test_cache.manifest["fingerprint"] if test_cache else None,
+                            "test_images": int(len(test_cache.ids)) if test_cache else 0},
+                      extra={"accuracy": result.cv["accuracy"], "roc_auc": result.cv["roc_auc"],
+                             "feature_stage_s": round(stage_seconds, 1)})
+    return {"row": row, "result": result, "run_dir": run_dir}
+
+
+# --------------------------------------------------------------------------- predict
+
+def _load_folds(run_dir: Path) -> list[tuple[dict, dict]]:
+    folders = sorted(run_dir.glob("fold*"), key=lambda p: p.name)
+    folders = [f for f in folders if f.is_dir()]
+    if not folders:
+        raise UserError(f"{run_dir}: no fold checkpoints found")
+    loaded = []
+    for folder in folders:
+        state, meta = checkpoint.load(folder)
+        if meta.get("competition") != NAME:
+            raise UserError(f"{folder}: checkpoint is for {meta.get('competition')!r}, not {NAME}")
+        loaded.append((state, meta))
+    return loaded
+
+
+def _load_into(module: nn.Module, state: dict, where: str, strict: bool = True) -> None:
+    try:
+        missing, unexpected = module.load_state_dict(state, strict=strict)
+    except RuntimeError as exc:
+        raise UserError(f"{where}: weights do not fit the model in its config ({str(exc).splitlines()[0]})") from None
+    if unexpected:
+        raise UserError(f"{where}: unexpected weight {unexpected[0]!r}")
+
+
+def predict_folder(run_dir: Path, test_dir: Path, device_spec: str = "auto") -> pd.DataFrame:
+    """Fold-averaged P(dog) for every N.jpg in test_dir from the run's checkpoints, clipped,
+    sorted by id."""
+    device = resolve(device_spec)
+    loaded = _load_folds(run_dir)
+    meta0 = loaded[0][1]
+    cfg = configs.build(DogsConfig, meta0["config"], str(run_dir / "fold0" / checkpoint.META))
+    ids, images = read_test_folder(test_dir, cfg.image_size)
+    total = np.zeros(len(ids))
+    if cfg.recipe == "train":
+        for state, meta in loaded:
+            model = models.build(cfg.arch, cfg.image_size, False, cfg.drop_rate)
+            _load_into(model, state, f"{run_dir}/fold{meta['fold']}")
+            model.to(device)
+            total += predict_images(model, images, meta["normalization"], device, cfg.eval_batch_size, cfg.tta_flip)
+    else:
+        backbone = make_backbone(cfg)
+        if P.state_fingerprint(backbone) != meta0["backbone_sha"]:
+            raise UserError(f"{run_dir}: the pretrained weights {cfg.pretrained!r} here differ from the ones "
+                            f"the run was trained with (fingerprint {meta0['backbone_sha']})")
+        feats = feature_stage(cfg, backbone, images, None, "test")
+        for state, meta in loaded:
+            head = build_head(cfg, int(meta["feature_dim"]), backbone)
+            _load_into(head, state, f"{run_dir}/fold{meta['fold']}", strict=cfg.head != "tail")
+            total += head_probabilities(head, feats)
+    return submission_frame(ids, total / len(loaded), cfg.clip)
+
+
+def submission_frame(ids, prob, clip: float) -> pd.DataFrame:
+    frame = pd.DataFrame({ID: np.asarray(ids, dtype=np.int64), TARGET: clipped(prob, clip)})
+    return frame.sort_values(ID, kind="stable").reset_index(drop=True)
+
+
+def submission_rules(expected_ids) -> dict:
+    return {"columns": SUBMISSION_COLUMNS, "expected_ids": expected_ids,
+            "value_ok": lambda v: (v >= 0) & (v <= 1), "value_rule": "a probability in [0, 1]"}
+
+
+def write_submission(frame: pd.DataFrame, path: Path, expected_ids) -> Path:
+    return submission.write(frame, path, **submission_rules(expected_ids))
