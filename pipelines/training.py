@@ -36,6 +36,7 @@ class TrainSettings:
     amp: bool = True                  # mixed precision, used only on CUDA
     channels_last: bool = False
     monitor: str = "loss"             # key of evaluate()'s dict; lower is better
+    keep: str = "best"                # best: the weights of the best epoch; last: those of the last epoch
 
 
 @dataclass
@@ -168,7 +169,7 @@ def fit(model: nn.Module,
         if on_epoch is not None:
             on_epoch(record)
         score = float(figures[settings.monitor])
-        if score < best_score:
+        if score < best_score or settings.keep == "last":
             best_score, best_epoch = score, epoch + 1
             best_state = {k: v.detach().clone() for k, v in scored_model.state_dict().items()}
         bar.set_postfix(train=f"{record['train_loss']:.4f}", valid=f"{score:.4f}", best=f"{best_score:.4f}")

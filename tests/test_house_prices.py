@@ -189,3 +189,15 @@ def test_every_feature_column_is_required_in_test(house_data):
 def test_outliers_leave_training_but_stay_scored(house_data):
     frame = read_csv(house_data / "train.csv", with_target=True)
     assert frame.loc[task.outlier_mask(frame), "Id"].tolist() == [524, 1299]
+
+
+def test_features_are_clipped_to_the_training_range(house_data):
+    frame = read_csv(house_data / "train.csv", with_target=True)
+    pre = Preprocessor("full", clip_quantile=0.01).fit(frame)
+    column = pre.state["numeric"].index("GrLivArea")
+    huge = frame.iloc[[0, 0]].copy()
+    huge["GrLivArea"] = [5_000.0, 50_000.0]
+    x = pre.transform(huge)
+    assert x[0, column] == x[1, column]  # both clipped to the 99th percentile
+    high = (pre.state["max"][column] - pre.state["mean"][column]) / pre.state["std"][column]
+    assert abs(x[0, column] - high) < 1e-5

@@ -68,9 +68,10 @@ def _engineer(frame: pd.DataFrame) -> pd.DataFrame:
 class Preprocessor:
     """fit(frame) learns the state from training rows; transform(frame) returns a float32 matrix."""
 
-    def __init__(self, recipe: str = "full", state: dict | None = None):
+    def __init__(self, recipe: str = "full", state: dict | None = None, clip_quantile: float = 0.0):
         self.recipe = recipe
         self.state = state
+        self.clip_quantile = clip_quantile
 
     # -- fitting ---------------------------------------------------------------
     def fit(self, frame: pd.DataFrame) -> "Preprocessor":
@@ -97,8 +98,9 @@ class Preprocessor:
                  "lot_frontage_by_neighborhood": getattr(self, "_lot_frontage", {})}
         self.state = state
         values = self._numeric_block(frame, with_scaling=False)
-        state["min"] = [float(v) for v in values.min(axis=0)]
-        state["max"] = [float(v) for v in values.max(axis=0)]
+        q = self.clip_quantile
+        state["min"] = [float(v) for v in np.quantile(values, q, axis=0)]
+        state["max"] = [float(v) for v in np.quantile(values, 1 - q, axis=0)]
         state["mean"] = [float(v) for v in values.mean(axis=0)]
         std = values.std(axis=0)
         state["std"] = [float(v) if v > 1e-12 else 1.0 for v in std]
@@ -118,8 +120,9 @@ class Preprocessor:
                 values[:, i] = np.log1p(np.clip(values[:, i], 0, None))
         if with_scaling:
             if self.state["recipe"] == "full":
-                # Clip to the range seen in training: a house bigger than any sold before
-                # should not get a price extrapolated linearly from its size.
+                # Clip to the range seen in training (winsorised at clip_quantile): a house
+                # bigger than almost any sold before should not get a price extrapolated
+                # linearly from its size.
                 values = np.clip(values, np.asarray(state["min"]), np.asarray(state["max"]))
             values = (values - np.asarray(state["mean"])) / np.asarray(state["std"])
         return values

@@ -44,8 +44,10 @@ class HouseConfig:
     schedule: str = configs.option("cosine", choices=["cosine", "constant"])
     warmup_epochs: float = configs.option(0.0, min=0.0)
     patience: int = configs.option(0, min=0)
+    keep: str = configs.option("best", choices=["best", "last"])
     loss: str = configs.option("mse", choices=["mse", "huber"])
     drop_outliers: bool = configs.option(False)
+    clip_quantile: float = configs.option(0.0, min=0.0, max=0.2)
     seeds_per_fold: int = configs.option(1, min=1, max=20)
 
 
@@ -95,7 +97,7 @@ def _train_one(cfg: HouseConfig, x_train, y_train, x_valid, y_valid_price, seed:
     loss_fn = torch.nn.MSELoss() if cfg.loss == "mse" else torch.nn.HuberLoss(delta=1.0)
     settings = TrainSettings(epochs=cfg.epochs, lr=cfg.lr, weight_decay=cfg.weight_decay,
                              optimizer=cfg.optimizer, schedule=cfg.schedule, warmup_epochs=cfg.warmup_epochs,
-                             patience=cfg.patience, monitor="rmse_log")
+                             patience=cfg.patience, monitor="rmse_log", keep=cfg.keep)
     steps = (len(xt) + cfg.batch_size - 1) // cfg.batch_size
     result = fit(model, _batches(xt, yt, cfg.batch_size, seed), steps, loss_fn, evaluate, settings,
                  device, desc=desc)
@@ -129,7 +131,7 @@ def train(cfg: HouseConfig, data_dir: Path, run_name: str | None, device_spec: s
 
     def fit_fold(fold: int, train_index: np.ndarray, valid_index: np.ndarray) -> kfold.FoldOutput:
         fit_index = train_index[~outliers[train_index]]  # outliers leave training, never scoring
-        pre = Preprocessor(cfg.features).fit(train_frame.iloc[fit_index])
+        pre = Preprocessor(cfg.features, clip_quantile=cfg.clip_quantile).fit(train_frame.iloc[fit_index])
         x_fit = pre.transform(train_frame.iloc[fit_index])
         x_valid = pre.transform(train_frame.iloc[valid_index])
         x_test = pre.transform(test_frame) if test_frame is not None else None
