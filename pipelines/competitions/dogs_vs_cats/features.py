@@ -116,7 +116,7 @@ def pooled_from_block(backbone: nn.Module, activations: np.ndarray, block: int, 
             flat = activations.reshape(n * views, *activations.shape[2:])
             result = out.reshape(n * views, -1)
             for start in range(0, len(flat), batch_size):
-                x = torch.from_numpy(np.asarray(flat[start:start + batch_size], dtype=np.float32))
+                x = torch.from_numpy(np.array(flat[start:start + batch_size], dtype=np.float32))
                 result[start:start + len(x)] = tail(x, pre_logits=True).numpy()
 
     with torch.no_grad():

@@ -43,7 +43,32 @@ def lenet_modern() -> nn.Sequential:
         nn.Linear(84, NUM_CLASSES))
 
 
-REGISTRY: dict[str, Callable[[], nn.Module]] = {"lenet": lenet, "lenet-modern": lenet_modern}
+def _conv_bn(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
+
+
+class Residual(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.body = nn.Sequential(_conv_bn(channels, channels),
+                                  nn.Conv2d(channels, channels, 3, 1, 1, bias=False), nn.BatchNorm2d(channels))
+
+    def forward(self, x):
+        return torch.relu(x + self.body(x))
+
+
+def cnn_small(widths=(32, 64, 128, 256), drop: float = 0.2) -> nn.Sequential:
+    """A compact ResNet for a CPU: every stage halves the side with a strided 3x3 conv and
+    adds one residual block, so most work happens on small feature maps (~50 MMAC at 64 px)."""
+    layers: list[nn.Module] = [_conv_bn(3, widths[0], 2)]
+    for c_in, c_out in zip(widths[:-1], widths[1:]):
+        layers += [_conv_bn(c_in, c_out, 2), Residual(c_out)]
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(drop), nn.Linear(widths[-1], NUM_CLASSES)]
+    return nn.Sequential(*layers)
+
+
+REGISTRY: dict[str, Callable[[], nn.Module]] = {"lenet": lenet, "lenet-modern": lenet_modern,
+                                                 "cnn-small": cnn_small}
 
 
 def known(arch: str) -> bool:

@@ -303,7 +303,7 @@ def head_probabilities(head: nn.Module, feats: np.ndarray, batch_size: int = 102
         for v in range(views):
             parts = []
             for start in range(0, n, batch_size):
-                x = torch.from_numpy(np.asarray(feats[start:start + batch_size, v], dtype=np.float32))
+                x = torch.from_numpy(np.array(feats[start:start + batch_size, v], dtype=np.float32))
                 parts.append(torch.softmax(head(x), 1)[:, 1].double().numpy())
             total += np.concatenate(parts)
     return total / views
@@ -351,7 +351,7 @@ def _fit_head(cfg: DogsConfig, feats: np.ndarray, labels: np.ndarray, train_inde
         view = rng.integers(0, views, len(train_index))  # a random view: flip as augmentation
         for start in range(0, len(order), cfg.batch_size):
             index = order[start:start + cfg.batch_size]
-            x = torch.from_numpy(np.asarray(train_feats[index, view[index]], dtype=np.float32))
+            x = torch.from_numpy(np.array(train_feats[index, view[index]], dtype=np.float32))
             yield x, train_labels[index]
 
     def evaluate(net):

