@@ -79,7 +79,7 @@ def summary(args) -> int:
         model = task.make_backbone(cfg)
         title = f"{cfg.arch} (frozen, {cfg.pretrained}) -> {cfg.head} head"
     else:
-        model = models.build(cfg.arch, cfg.image_size, False, cfg.drop_rate)
+        model = models.build(cfg.arch, cfg.image_size, False, cfg.drop_rate, cfg.width)
         title = cfg.arch
     rows, total, trainable = models.layer_summary(model, cfg.image_size)
     print(f"{title}: input 1x3x{cfg.image_size}x{cfg.image_size}")

@@ -77,12 +77,14 @@ def known(arch: str) -> bool:
     return arch in REGISTRY or timm.is_model(arch)
 
 
-def build(arch: str, image_size: int, pretrained: bool | str = False, drop_rate: float = 0.0) -> nn.Module:
-    """The network for `arch` with its lazy layers materialised for image_size inputs."""
+def build(arch: str, image_size: int, pretrained: bool | str = False, drop_rate: float = 0.0,
+          width: int = 32) -> nn.Module:
+    """The network for `arch` with its lazy layers materialised for image_size inputs.
+    width: cnn-small's first stage channels (then x2, x4, x8)."""
     if arch in REGISTRY:
         if pretrained:
             raise UserError(f"pretrained: {arch} has no pretrained weights; use pretrained: false")
-        model = REGISTRY[arch]()
+        model = cnn_small((width, 2 * width, 4 * width, 8 * width)) if arch == "cnn-small" else REGISTRY[arch]()
     else:
         import timm
 

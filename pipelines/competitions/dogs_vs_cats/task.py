@@ -64,6 +64,7 @@ class DogsConfig:
     label_smoothing: float = configs.option(0.0, min=0.0, max=0.5)
     grad_clip: float = configs.option(0.0, min=0.0)
     drop_rate: float = configs.option(0.0, min=0.0, max=0.9)
+    width: int = configs.option(32, min=4, help="cnn-small: channels of the first stage")
     channels_last: bool = configs.option(True)
     hflip: bool = configs.option(True)
     crop_scale: float = configs.option(1.0, min=0.05, max=1.0, help="RandomResizedCrop min area; 1 = off")
@@ -209,7 +210,7 @@ def predict_images(model: nn.Module, images: np.ndarray, norm: dict, device, bat
 def _train_network(cfg: DogsConfig, images: np.ndarray, labels: np.ndarray, train_index, valid_index,
                    seed: int, device, desc: str):
     seed_everything(seed)
-    model = models.build(cfg.arch, cfg.image_size, cfg.pretrained, cfg.drop_rate)
+    model = models.build(cfg.arch, cfg.image_size, cfg.pretrained, cfg.drop_rate, cfg.width)
     norm = models.normalization(model, cfg.arch)
     transform = augment.build(cfg.image_size, cfg.hflip, cfg.crop_scale, cfg.color_jitter, seed=seed)
     targets = torch.from_numpy(labels.astype(np.int64))
@@ -493,7 +494,7 @@ def predict_folder(run_dir: Path, test_dir: Path, device_spec: str = "auto") -> 
     total = np.zeros(len(ids))
     if cfg.recipe == "train":
         for state, meta in loaded:
-            model = models.build(cfg.arch, cfg.image_size, False, cfg.drop_rate)
+            model = models.build(cfg.arch, cfg.image_size, False, cfg.drop_rate, cfg.width)
             _load_into(model, state, f"{run_dir}/fold{meta['fold']}")
             model.to(device)
             total += predict_images(model, images, meta["normalization"], device, cfg.eval_batch_size, cfg.tta_flip)
