@@ -89,15 +89,21 @@ class EMA:
 
     def __init__(self, model: nn.Module, decay: float):
         self.decay = decay
+        self.updates = 0
         self.module = copy.deepcopy(model).eval()
         for param in self.module.parameters():
             param.requires_grad_(False)
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
+        # Warm-up of the decay, (1 + n) / (10 + n), as TensorFlow's and timm's EMAs do: without it
+        # the average keeps the random initial weights for ~1/(1 - decay) steps, while the
+        # batch-norm statistics (copied) already belong to the trained weights.
+        self.updates += 1
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
         for ema_value, value in zip(self.module.state_dict().values(), model.state_dict().values()):
             if ema_value.dtype.is_floating_point:
-                ema_value.lerp_(value.detach(), 1.0 - self.decay)
+                ema_value.lerp_(value.detach(), 1.0 - decay)
             else:
                 ema_value.copy_(value)
 

@@ -271,3 +271,15 @@ def test_features_recipe_needs_pretrained_weights():
         task.load_config("effnet-lite0", {"pretrained": False})
     with pytest.raises(UserError, match="block"):
         task.load_config("effnet-lite0", {"block": -1})
+
+
+def test_ema_warms_up_instead_of_keeping_the_initial_weights():
+    from pipelines.training import EMA
+
+    model = torch.nn.Linear(4, 2)
+    ema = EMA(model, decay=0.999)
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    ema.update(model)  # first update: decay (1 + 1) / (10 + 1), not 0.999
+    moved = (ema.module.weight - (model.weight - 1.0)).abs().mean().item()
+    assert moved > 0.5, "the average must follow the trained weights early in training"

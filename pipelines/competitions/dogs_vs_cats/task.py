@@ -35,7 +35,7 @@ from . import pretrained as P
 
 NAME = "dogs-vs-cats"
 METRIC = "log_loss"
-DEFAULT_CONFIG = "effnet-lite0"
+DEFAULT_CONFIG = "effnet-lite0-mlp"  # best measured: 5-fold CV log loss 0.0342 (no clip), 98.71%
 ID, TARGET = "id", "label"
 SUBMISSION_COLUMNS = [ID, TARGET]
 CLIP_GRID = (0.0, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05)
