@@ -51,7 +51,7 @@ def ranked(rows: list[dict], competition: str | None = None) -> list[dict]:
     return sorted(rows, key=key)
 
 
-COLUMNS = [("competition", "competition"), ("run", "run"), ("config", "config"), ("metric", "metric"),
+COLUMNS = [("competition", "competition"), ("dataset", "data"), ("run", "run"), ("config", "config"), ("metric", "metric"),
            ("cv", "CV"), ("cv_std", "fold std"), ("folds", "folds"), ("wall_s", "wall s"),
            ("device", "device"), ("date", "date")]
 

@@ -168,6 +168,7 @@ def train(cfg: HouseConfig, data_dir: Path, run_name: str | None, device_spec: s
     wall = time.perf_counter() - started
     row = runs.record(run_dir, competition=NAME, config=cfg, result=result, metric=METRIC,
                       greater_is_better=False, wall_s=wall, device=str(device),
+                      extra={"dataset": train_path.parent.name},
                       data={"train": str(train_path), "train_sha": fingerprint(train_path),
                             "test_sha": fingerprint(test_path) if test_frame is not None else None})
     return {"row": row, "result": result, "run_dir": run_dir}
