@@ -25,4 +25,9 @@ def test_demo_prints_cv_and_held_out_score(home, capsys):
     assert "held-out Ames test score" in out and "CV:" in out
     score = float(out.split("held-out Ames test score (log-RMSE on 1465 houses): ")[1].split()[0])
     assert 0.05 < score < 0.6
-    assert list((home / "submissions" / "ames-demo").glob("*.csv"))
+    written = list((home / "submissions" / "ames-demo").glob("*.csv"))
+    assert len(written) == 1
+    # an Ames run is never turned into a Kaggle House Prices submission
+    assert main(["submit", "house-prices", "--run", written[0].stem]) == 2
+    assert "built-in Ames demo data" in capsys.readouterr().err
+    assert not (home / "submissions" / "house-prices").exists()

@@ -73,6 +73,9 @@ def submit(args) -> int:
     if not source.exists():
         raise UserError(f"{run_dir}: the run has no test predictions (was test.csv missing when it trained?)")
     run = runs.load_run(run_dir)
+    if run.get("dataset") == "ames-demo":
+        raise UserError(f"run {run_dir.name} was trained on the built-in Ames demo data, not Kaggle's; "
+                        f"its submission is in {paths.submissions_dir('ames-demo')}")
     frame = pd.read_csv(source)
     test_csv = Path(run["data"]["train"]).with_name("test.csv")
     expected = read_csv(test_csv, with_target=False)[ID] if test_csv.exists() else frame[ID]
