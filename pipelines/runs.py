@@ -9,8 +9,10 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
-from . import atomic, leaderboard
+from . import atomic, leaderboard, paths
+from .errors import UserError
 from .config import as_dict, config_hash
 
 
@@ -61,3 +63,16 @@ def summary_lines(row: dict, result) -> list[str]:
         f"+- {row['cv_std']:.5f}; per fold: {per_fold}",
         f"wall time: {row['wall_s']:.1f} s on {row['device']}",
     ]
+
+
+def stored_test_predictions(competition: str, run: str, why_missing: str):
+    """A finished run's record and its fold-averaged test predictions, for `submit`."""
+    run_dir = paths.find_run(competition, run)
+    source = run_dir / "test_predictions.csv"
+    if not source.exists():
+        raise UserError(f"{run_dir}: the run has no test predictions ({why_missing})")
+    return run_dir, load_run(run_dir), pd.read_csv(source)
+
+
+def submission_path(competition: str, run_dir: Path, out: str | None) -> Path:
+    return Path(out) if out else paths.submissions_dir(competition) / f"{run_dir.name}.csv"

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
 
 from ... import config as configs, paths, runs
-from ...errors import UserError
 from ...kfold import parse_fold_list
 from . import data, models, task
 
@@ -57,14 +55,10 @@ def predict(args) -> int:
 
 
 def submit(args) -> int:
-    run_dir = paths.find_run(task.NAME, args.run)
-    source = run_dir / "test_predictions.csv"
-    if not source.exists():
-        raise UserError(f"{run_dir}: the run has no test predictions (no test1/ folder when it trained?); "
-                        f"use `python -m pipelines predict {task.NAME} --run {run_dir.name} --test DIR --out FILE`")
-    run = runs.load_run(run_dir)
-    frame = pd.read_csv(source)
-    out = Path(args.out) if args.out else paths.submissions_dir(task.NAME) / f"{run_dir.name}.csv"
+    run_dir, run, frame = runs.stored_test_predictions(
+        task.NAME, args.run, f"no test1/ folder when it trained?; use `python -m pipelines predict {task.NAME} "
+                             f"--run {args.run} --test DIR --out FILE`")
+    out = runs.submission_path(task.NAME, run_dir, args.out)
     expected = frame[task.ID] if frame[task.ID].is_unique else frame[task.ID].unique()
     task.write_submission(frame, out, expected)
     print(f"wrote {out} ({len(frame)} rows, CV {run['metric']} {run['cv']:.5f}, "

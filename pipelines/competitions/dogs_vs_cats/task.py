@@ -22,7 +22,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ... import atomic, checkpoint, config as configs, folds as folding, kfold, paths, runs, submission

@@ -68,18 +68,13 @@ def predict(args) -> int:
 
 
 def submit(args) -> int:
-    run_dir = paths.find_run(task.NAME, args.run)
-    source = run_dir / "test_predictions.csv"
-    if not source.exists():
-        raise UserError(f"{run_dir}: the run has no test predictions (was test.csv missing when it trained?)")
-    run = runs.load_run(run_dir)
+    run_dir, run, frame = runs.stored_test_predictions(task.NAME, args.run, "was test.csv missing when it trained?")
     if run.get("dataset") == "ames-demo":
         raise UserError(f"run {run_dir.name} was trained on the built-in Ames demo data, not Kaggle's; "
                         f"its submission is in {paths.submissions_dir('ames-demo')}")
-    frame = pd.read_csv(source)
     test_csv = Path(run["data"]["train"]).with_name("test.csv")
     expected = read_csv(test_csv, with_target=False)[ID] if test_csv.exists() else frame[ID]
-    out = Path(args.out) if args.out else paths.submissions_dir(task.NAME) / f"{run_dir.name}.csv"
+    out = runs.submission_path(task.NAME, run_dir, args.out)
     task.write_submission(frame, out, expected)
     print(f"wrote {out} ({len(frame)} rows, CV {run['metric']} {run['cv']:.5f})")
     return 0
