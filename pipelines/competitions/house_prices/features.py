@@ -78,7 +78,7 @@ class Preprocessor:
         if self.recipe == "d2l":
             numeric, categorical = list(NUMERIC), list(CATEGORICAL)
             fill = {c: 0.0 for c in numeric}
-            log_columns = []
+            log_columns, lot_frontage = [], {}
         else:
             frame = _engineer(frame)
             categorical = [c for c in CATEGORICAL if c not in ORDINALS] + [c + "_cat" for c in AS_CATEGORY]
@@ -88,14 +88,14 @@ class Preprocessor:
                           "HasPool", "Has2ndFlr", "HasGarage", "HasBsmt", "HasFireplace"])
             fill = {c: float(frame[c].median()) if frame[c].notna().any() else 0.0 for c in numeric}
             lot_by_hood = frame.groupby("Neighborhood")["LotFrontage"].median().dropna()
-            self._lot_frontage = {str(k): float(v) for k, v in lot_by_hood.items()}
+            lot_frontage = {str(k): float(v) for k, v in lot_by_hood.items()}
             filled = frame[numeric].fillna(fill)
             skew = filled.skew()
             log_columns = [c for c in numeric
                            if abs(skew[c]) > SKEW_THRESHOLD and filled[c].min() >= 0 and filled[c].nunique() > 2]
         state = {"recipe": self.recipe, "numeric": numeric, "categorical": categorical,
                  "fill": fill, "log": log_columns,
-                 "lot_frontage_by_neighborhood": getattr(self, "_lot_frontage", {})}
+                 "lot_frontage_by_neighborhood": lot_frontage}
         self.state = state
         values = self._numeric_block(frame, with_scaling=False)
         q = self.clip_quantile

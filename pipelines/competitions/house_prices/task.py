@@ -122,7 +122,7 @@ def train(cfg: HouseConfig, data_dir: Path, run_name: str | None, device_spec: s
     train_frame = read_csv(train_path, with_target=True)
     test_frame = read_csv(test_path, with_target=False) if test_path.exists() else None
     run_dir = paths.new_run_dir(NAME, run_name or paths.default_run_name(cfg.name), overwrite)
-    atomic_config = configs.as_dict(cfg)
+    config_values = configs.as_dict(cfg)
 
     fold_of_row = folding.make_folds(np.log(train_frame[TARGET].to_numpy()), cfg.folds, cfg.seed, "bins")
     folding.save_folds(run_dir / "folds.csv", train_frame[ID], fold_of_row)
@@ -145,7 +145,7 @@ def train(cfg: HouseConfig, data_dir: Path, run_name: str | None, device_spec: s
                 test_sum = test_sum + _predict(model, scale, x_test, device)
             best_epochs.append(result.best_epoch)
             checkpoint.save(run_dir / f"fold{fold}" / f"member{member}", model.state_dict(),
-                            {"competition": NAME, "config": atomic_config, "fold": fold, "member": member,
+                            {"competition": NAME, "config": config_values, "fold": fold, "member": member,
                              "n_features": int(x_fit.shape[1]), "target_scale": list(scale),
                              "preprocessor": pre.state, "best_epoch": result.best_epoch,
                              "valid_rmse_log": result.best_score, "history": result.history})
