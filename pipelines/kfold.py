@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from .errors import UserError
+from .training import quiet
 
 
 @dataclass
@@ -70,7 +72,7 @@ def run(folds: np.ndarray,
     chosen = only_folds if only_folds is not None else list(range(n_folds))
     oof = None
     test_sum, fold_scores = None, []
-    for fold in chosen:
+    for fold in tqdm(chosen, desc="folds", unit="fold", leave=False, disable=quiet() or len(chosen) < 2):
         train_index, valid_index = fold_indices(folds, fold)
         output = fit_fold(fold, train_index, valid_index)
         prediction = np.asarray(output.valid_prediction)

@@ -109,10 +109,29 @@ def _cell(key: str, row: dict) -> str:
     return str(value)
 
 
+def _link_report(cells: list[str], row: dict) -> list[str]:
+    """Markdown: the run's name links to its report (path relative to the project home) once written."""
+    from .report import report_path
+
+    candidates = [paths.runs_dir(str(row.get("competition"))) / str(row.get("run"))]
+    if row.get("path"):
+        candidates.append(Path(row["path"]))
+    found = next((report_path(c) for c in candidates if report_path(c).exists()), None)
+    if found is None:
+        return cells
+    try:
+        target = found.resolve().relative_to(paths.home())
+    except ValueError:
+        target = found
+    i = [key for key, _ in COLUMNS].index("run")
+    return cells[:i] + [f"[{cells[i]}]({target.as_posix()})"] + cells[i + 1:]
+
+
 def table(rows: list[dict], markdown: bool = False) -> str:
     header = [title for _, title in COLUMNS]
     body = [[_cell(key, row) for key, _ in COLUMNS] for row in rows]
     if markdown:
+        body = [_link_report(cells, row) for cells, row in zip(body, rows)]
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(r) + " |" for r in body]
         return "\n".join(lines)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 
-from ... import config as configs, paths, runs
+from ... import config as configs, paths, report, runs
 from ...kfold import parse_fold_list
 from . import data, models, task
 
@@ -41,6 +41,7 @@ def train(args) -> int:
     cv = result.cv
     print(f"CV accuracy {cv['accuracy']:.4f}, ROC AUC {cv['roc_auc']:.5f}; best clip on OOF: {cv['best_clip']} "
           f"(log loss {cv['log_loss_by_clip'][str(cv['best_clip'])]:.5f}; config clip {cfg.clip})")
+    report.write_after_training(out["run_dir"])
     if (out["run_dir"] / "test_predictions.csv").exists():
         print(f"next: make submit COMP={task.NAME} RUN={out['run_dir'].name}")
     return 0

@@ -375,10 +375,13 @@ def _source_record(entry: ImageEntry) -> tuple[str, int, str]:
     return entry.key, len(data), _digest(data)
 
 
-def fingerprint(entries: Sequence[ImageEntry]) -> str:
+def fingerprint(entries: Sequence[ImageEntry], progress: bool = False) -> str:
     """SHA-256 over (key, byte count, SHA-256 of contents) of every entry, in order."""
+    from tqdm import tqdm
+
     try:
-        return _combine([_source_record(e) for e in entries])
+        return _combine([_source_record(e) for e in tqdm(entries, desc="check sources", unit="img", leave=False,
+                                                           disable=not _progress_enabled(progress))])
     finally:
         close_archives()
 
@@ -583,7 +586,7 @@ def _files_problem(cache_dir: Path, manifest: dict) -> str | None:
 
 
 def cache_status(entries: Sequence[ImageEntry], cache_dir: str | os.PathLike,
-                 size: int) -> str | None:
+                 size: int, progress: bool = False) -> str | None:
     """None when cache_dir holds a finished cache of exactly these sources at this size,
     else the reason it must be (re)built.  Cheap checks first; hashes the sources last."""
     cache_dir = Path(cache_dir)
@@ -601,7 +604,7 @@ def cache_status(entries: Sequence[ImageEntry], cache_dir: str | os.PathLike,
         return problem
     if manifest.get("counts", {}).get("entries") != len(entries):
         return "sources changed (number of files)"
-    if manifest.get("fingerprint") != fingerprint(entries):
+    if manifest.get("fingerprint") != fingerprint(entries, progress):
         return "sources changed (contents)"
     return None
 
@@ -633,7 +636,7 @@ def load_cache(cache_dir: str | os.PathLike) -> Cache:
 def ensure_cache(entries: Sequence[ImageEntry], cache_dir: str | os.PathLike, size: int,
                  workers: int = 2, progress: bool = True) -> Cache:
     """Open the cache in cache_dir if it matches these sources and size; else rebuild it."""
-    reason = cache_status(entries, cache_dir, size)
+    reason = cache_status(entries, cache_dir, size, progress)
     if reason is None:
         return load_cache(cache_dir)
     build_cache(entries, cache_dir, size, workers=workers, progress=progress)

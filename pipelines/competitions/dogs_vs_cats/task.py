@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from ... import atomic, checkpoint, config as configs, folds as folding, kfold, paths, runs, submission
 from ...device import resolve
@@ -143,7 +144,8 @@ def read_test_folder(folder: Path, size: int) -> tuple[np.ndarray, np.ndarray]:
     images = np.empty((len(entries), size, size, 3), np.uint8)
     bad = []
     try:
-        for i, entry in enumerate(entries):
+        for i, entry in enumerate(tqdm(entries, desc="decode test images", unit="img", leave=False,
+                                       disable=quiet())):
             try:
                 images[i] = data.decode(data._read_checked(entry), size)
             except data.BadImage as exc:
@@ -195,14 +197,22 @@ def _probabilities(model: nn.Module, batches, device) -> np.ndarray:
 
 
 def predict_images(model: nn.Module, images: np.ndarray, norm: dict, device, batch_size: int,
-                   tta_flip: bool) -> np.ndarray:
-    """P(dog) for uint8 images (N, S, S, 3); with tta_flip the mean over the image and its mirror."""
+                   tta_flip: bool, desc: str | None = None) -> np.ndarray:
+    """P(dog) for uint8 images (N, S, S, 3); with tta_flip the mean over the image and its mirror.
+    With desc, a progress bar (quiet under CI or --quiet)."""
+    bar = tqdm(total=len(images) * (2 if tta_flip else 1), desc=desc, unit="img", leave=False,
+               disable=desc is None or quiet())
+
     def batches(flip):
         for start in range(0, len(images), batch_size):
             yield augment.to_tensor(images[start:start + batch_size], norm["mean"], norm["std"], flip)
-    prob = _probabilities(model, batches(False), device)
-    if tta_flip:
-        prob = (prob + _probabilities(model, batches(True), device)) / 2
+            bar.update(min(batch_size, len(images) - start))
+    try:
+        prob = _probabilities(model, batches(False), device)
+        if tta_flip:
+            prob = (prob + _probabilities(model, batches(True), device)) / 2
+    finally:
+        bar.close()
     return prob
 
 
@@ -416,8 +426,10 @@ def train(cfg: DogsConfig, source: Path, run_name: str | None, device_spec: str 
         if cfg.recipe == "train":
             model, norm_, result = _train_network(cfg, images, labels, train_index, valid_index, seed, device,
                                                   f"fold {fold}")
-            valid = predict_images(model, images[valid_index], norm_, device, cfg.eval_batch_size, cfg.tta_flip)
-            test = (predict_images(model, test_images, norm_, device, cfg.eval_batch_size, cfg.tta_flip)
+            valid = predict_images(model, images[valid_index], norm_, device, cfg.eval_batch_size, cfg.tta_flip,
+                                   f"predict fold {fold} (valid)")
+            test = (predict_images(model, test_images, norm_, device, cfg.eval_batch_size, cfg.tta_flip,
+                                   f"predict fold {fold} (test)")
                     if test_images is not None else None)
             state, extra = model.state_dict(), {}
         else:
@@ -496,7 +508,8 @@ def predict_folder(run_dir: Path, test_dir: Path, device_spec: str = "auto") -> 
             model = models.build(cfg.arch, cfg.image_size, False, cfg.drop_rate, cfg.width)
             _load_into(model, state, f"{run_dir}/fold{meta['fold']}")
             model.to(device)
-            total += predict_images(model, images, meta["normalization"], device, cfg.eval_batch_size, cfg.tta_flip)
+            total += predict_images(model, images, meta["normalization"], device, cfg.eval_batch_size, cfg.tta_flip,
+                                    f"predict fold {meta['fold']}")
     else:
         backbone = make_backbone(cfg)
         if P.state_fingerprint(backbone) != meta0["backbone_sha"]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ... import config as configs, paths, runs
+from ... import config as configs, paths, report, runs
 from ...errors import UserError
 from ...kfold import parse_fold_list
 from ...metrics import rmse_log
@@ -49,6 +49,7 @@ def _train(args, data_dir: Path, test_path: Path | None = None) -> dict:
                      test_path=test_path)
     for line in runs.summary_lines(out["row"], out["result"]):
         print(line)
+    report.write_after_training(out["run_dir"])
     return out
 
 
