@@ -11,12 +11,14 @@ DEVICE      ?= auto
 ARGS        ?=
 KAGGLE      ?=
 WAIT        ?=
+RUNS        ?=
+METHOD      ?= weights
 
 _config = $(if $(EXP),--config $(EXP),)
 _data   = $(if $(DATA),--data $(DATA),)
 _kaggle = $(if $(filter-out 0,$(KAGGLE)),--kaggle $(if $(WAIT),--wait $(WAIT),),)
 
-.PHONY: all setup test data prepare train-house train-catsdogs submit leaderboard report bench demo clean help
+.PHONY: all setup test data prepare train-house train-catsdogs submit leaderboard report blend bench demo clean help
 
 all: setup demo  ## set up if needed, then run the main job on the built-in data
 
@@ -59,6 +61,10 @@ leaderboard: setup  ## every run so far, best CV first
 report: setup  ## plots and report.md for RUN in runs/COMP/RUN/report/ (train writes it too)
 	@test -n "$(RUN)" || { echo "error: RUN=... is required (see make leaderboard)"; exit 2; }
 	$(PY) -m pipelines report $(COMP) --run $(RUN) $(ARGS)
+
+blend: setup  ## blend runs of COMP that share folds: RUNS="a b c" METHOD=mean|weights|stack (a new run)
+	@test -n "$(RUNS)" || { echo "error: RUNS=\"run1 run2 ...\" is required (see make leaderboard)"; exit 2; }
+	$(PY) -m pipelines blend $(COMP) $(RUNS) --method $(METHOD) $(ARGS)
 
 bench: setup  ## speed and score benchmarks; writes benchmarks/RESULTS.md
 	$(PY) -m benchmarks.run $(ARGS)

