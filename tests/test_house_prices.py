@@ -201,3 +201,45 @@ def test_features_are_clipped_to_the_training_range(house_data):
     assert x[0, column] == x[1, column]  # both clipped to the 99th percentile
     high = (pre.state["max"][column] - pre.state["mean"][column]) / pre.state["std"][column]
     assert abs(x[0, column] - high) < 1e-5
+
+
+@pytest.mark.parametrize("config,extra", [("lasso", []), ("gbm", ["--set", "n_estimators=60", "--set", "lr=0.1"])])
+def test_classical_models_train_predict_from_checkpoints(home, house_data, config, extra, capsys):
+    assert main(["train", "house-prices", "--config", config, "--data", str(house_data), "--name", config,
+                 "--set", "folds=3", *extra]) == 0
+    run_dir = home / "runs" / "house-prices" / config
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["cv"]["rows_scored"] == 1460
+    assert metrics["cv"]["rmse_log"] < (0.16 if config == "lasso" else 0.2)  # a real fit (predicting the mean: 0.40)
+    assert main(["predict", "house-prices", "--run", config, "--test", str(house_data / "test.csv"),
+                 "--out", str(home / "p.csv")]) == 0
+    stored = pd.read_csv(run_dir / "test_predictions.csv")
+    np.testing.assert_allclose(pd.read_csv(home / "p.csv")["SalePrice"], stored["SalePrice"], rtol=1e-9)
+    assert "lasso" in capsys.readouterr().out or config == "gbm"
+    if config == "gbm":  # LightGBM's own text format, no pickle; a damaged file is a clear error
+        model_file = run_dir / "fold0" / "member0" / "model.lgb.txt"
+        assert model_file.read_text().startswith("tree")
+        model_file.write_text("not a model")
+        assert main(["predict", "house-prices", "--run", config, "--test", str(house_data / "test.csv"),
+                     "--out", str(home / "q.csv")]) == 2
+        assert "model.lgb.txt" in capsys.readouterr().err
+        assert not (home / "q.csv").exists()
+
+
+def test_lasso_coefficients_are_sparse_and_robust_scaling_centres_on_the_median(house_data):
+    frame = read_csv(house_data / "train.csv", with_target=True)
+    pre = Preprocessor("full", scaling="robust").fit(frame)
+    x = pre.transform(frame)
+    numeric = len(pre.state["numeric"])
+    medians = np.median(x[:, :numeric], axis=0)
+    assert np.abs(medians).max() < 1e-5  # robust scaling: every numeric column's median maps to 0
+    cfg = task.load_config("lasso")
+    from pipelines.competitions.house_prices import estimators
+    model = estimators.fit(cfg, x, np.log(frame["SalePrice"].to_numpy()), seed=0)
+    assert 0 < np.count_nonzero(model.coef) < 0.8 * x.shape[1]  # the L1 penalty drops columns
+
+
+def test_classical_model_needs_log_target(home, house_data, capsys):
+    assert main(["train", "house-prices", "--config", "lasso", "--data", str(house_data),
+                 "--set", "target=raw"]) == 2
+    assert "log" in capsys.readouterr().err

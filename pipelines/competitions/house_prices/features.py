@@ -68,10 +68,12 @@ def _engineer(frame: pd.DataFrame) -> pd.DataFrame:
 class Preprocessor:
     """fit(frame) learns the state from training rows; transform(frame) returns a float32 matrix."""
 
-    def __init__(self, recipe: str = "full", state: dict | None = None, clip_quantile: float = 0.0):
+    def __init__(self, recipe: str = "full", state: dict | None = None, clip_quantile: float = 0.0,
+                 scaling: str = "standard"):
         self.recipe = recipe
         self.state = state
         self.clip_quantile = clip_quantile
+        self.scaling = scaling
 
     # -- fitting ---------------------------------------------------------------
     def fit(self, frame: pd.DataFrame) -> "Preprocessor":
@@ -101,9 +103,18 @@ class Preprocessor:
         q = self.clip_quantile
         state["min"] = [float(v) for v in np.quantile(values, q, axis=0)]
         state["max"] = [float(v) for v in np.quantile(values, 1 - q, axis=0)]
-        state["mean"] = [float(v) for v in values.mean(axis=0)]
-        std = values.std(axis=0)
-        state["std"] = [float(v) if v > 1e-12 else 1.0 for v in std]
+        # "mean"/"std" are the centre and scale applied by transform: mean and standard deviation,
+        # or with scaling "robust" the median and interquartile range (scikit-learn's RobustScaler).
+        state["scaling"] = self.scaling
+        if self.scaling == "robust":
+            low, centre, high = np.quantile(values, [0.25, 0.5, 0.75], axis=0)
+            spread = high - low
+            fallback = values.std(axis=0)  # a column with a zero IQR (mostly one value) uses its std
+            spread = np.where(spread > 1e-12, spread, fallback)
+        else:
+            centre, spread = values.mean(axis=0), values.std(axis=0)
+        state["mean"] = [float(v) for v in centre]
+        state["std"] = [float(v) if v > 1e-12 else 1.0 for v in spread]
         state["categories"] = {c: sorted(frame[c].fillna("NA").astype(str).unique().tolist())
                                for c in categorical}
         return self

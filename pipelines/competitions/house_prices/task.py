@@ -15,7 +15,7 @@ from ...device import resolve
 from ...errors import UserError
 from ...metrics import rmse, rmse_log
 from ...training import TrainSettings, fit, seed_everything
-from . import models
+from . import estimators, models
 from .data import ID, TARGET, fingerprint, read_csv
 from .features import Preprocessor
 
@@ -28,7 +28,7 @@ SUBMISSION_COLUMNS = [ID, TARGET]
 @dataclass
 class HouseConfig:
     name: str = configs.option("custom")
-    model: str = configs.option("mlp", choices=["mlp", "linear"])
+    model: str = configs.option("mlp", choices=["mlp", "linear", *estimators.CLASSICAL])
     features: str = configs.option("full", choices=["full", "d2l"])
     target: str = configs.option("log", choices=["log", "raw"])
     folds: int = configs.option(5, min=2, max=20)
@@ -49,6 +49,18 @@ class HouseConfig:
     drop_outliers: bool = configs.option(False)
     clip_quantile: float = configs.option(0.0, min=0.0, max=0.2)
     seeds_per_fold: int = configs.option(1, min=1, max=20)
+    scaling: str = configs.option("standard", choices=["standard", "robust"])
+    # classical models (estimators.py): lasso / elasticnet / ridge
+    alpha: float = configs.option(0.0005, min=0.0)
+    l1_ratio: float = configs.option(0.5, min=0.0, max=1.0)
+    max_iter: int = configs.option(50000, min=1)
+    # gbm (LightGBM; lr is its learning rate, weight_decay its L2 on leaf values)
+    n_estimators: int = configs.option(2000, min=1)
+    num_leaves: int = configs.option(8, min=2)
+    min_child_samples: int = configs.option(10, min=1)
+    subsample: float = configs.option(0.8, min=0.1, max=1.0)
+    colsample: float = configs.option(0.3, min=0.01, max=1.0)
+    gbm_objective: str = configs.option("huber", choices=["regression", "huber"])
 
 
 def load_config(name: str, overrides: dict | None = None) -> HouseConfig:
@@ -106,6 +118,8 @@ def _train_one(cfg: HouseConfig, x_train, y_train, x_valid, y_valid_price, seed:
 
 
 def _predict(model, scale, x: np.ndarray, device) -> np.ndarray:
+    if not isinstance(model, torch.nn.Module):  # a classical estimator: predicts the log price
+        return model.predict(x) * scale[1] + scale[0]
     model.eval()
     with torch.no_grad():
         out = model(torch.from_numpy(x).to(device)).double().cpu().numpy()
@@ -116,6 +130,8 @@ def train(cfg: HouseConfig, data_dir: Path, run_name: str | None, device_spec: s
           only_folds: list[int] | None = None, overwrite: bool = False, quiet: bool = False,
           test_path: Path | None = None) -> dict:
     started = time.perf_counter()
+    if cfg.model in estimators.CLASSICAL and cfg.target != "log":
+        raise UserError(f"config {cfg.name}: model {cfg.model} predicts the log price; set target: log")
     device = resolve(device_spec)
     train_path = Path(data_dir) / "train.csv"
     test_path = Path(test_path) if test_path else Path(data_dir) / "test.csv"
@@ -131,10 +147,22 @@ def train(cfg: HouseConfig, data_dir: Path, run_name: str | None, device_spec: s
 
     def fit_fold(fold: int, train_index: np.ndarray, valid_index: np.ndarray) -> kfold.FoldOutput:
         fit_index = train_index[~outliers[train_index]]  # outliers leave training, never scoring
-        pre = Preprocessor(cfg.features, clip_quantile=cfg.clip_quantile).fit(train_frame.iloc[fit_index])
+        pre = Preprocessor(cfg.features, clip_quantile=cfg.clip_quantile,
+                           scaling=cfg.scaling).fit(train_frame.iloc[fit_index])
         x_fit = pre.transform(train_frame.iloc[fit_index])
         x_valid = pre.transform(train_frame.iloc[valid_index])
         x_test = pre.transform(test_frame) if test_frame is not None else None
+        if cfg.model in estimators.CLASSICAL:
+            seed = cfg.seed + 100 * fold
+            estimator = estimators.fit(cfg, x_fit, np.log(prices[fit_index]), seed)
+            folder = run_dir / f"fold{fold}" / "member0"
+            checkpoint.save(folder, estimators.save(folder, estimator),
+                            {"competition": NAME, "config": config_values, "fold": fold, "member": 0,
+                             "n_features": int(x_fit.shape[1]), "target_scale": [0.0, 1.0],
+                             "preprocessor": pre.state, "best_epoch": 0, "history": []})
+            test_prediction = None if x_test is None else np.exp(estimator.predict(x_test))
+            return kfold.FoldOutput(np.exp(estimator.predict(x_valid)), test_prediction,
+                                    {"train_rows": int(len(fit_index))})
         valid_sum, test_sum, best_epochs = 0.0, 0.0, []
         for member in range(cfg.seeds_per_fold):
             seed = cfg.seed + 100 * fold + member
@@ -179,6 +207,9 @@ def _model_from_checkpoint(folder: Path, device) -> tuple:
     if meta.get("competition") != NAME:
         raise UserError(f"{folder}: checkpoint is for {meta.get('competition')!r}, not {NAME}")
     cfg = configs.build(HouseConfig, meta["config"], str(folder / checkpoint.META))
+    if cfg.model in estimators.CLASSICAL:
+        return (estimators.load(cfg, folder, state), Preprocessor(state=meta["preprocessor"]),
+                tuple(meta["target_scale"]), cfg)
     model = models.build(cfg, meta["n_features"])
     try:
         model.load_state_dict(state)

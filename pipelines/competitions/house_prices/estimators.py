@@ -1,0 +1,103 @@
+"""Classical House Prices models in the same k-fold engine as the MLP.
+
+- lasso / elasticnet / ridge: scikit-learn linear models on the fold's preprocessed matrix
+  (winsorised, log1p of skewed columns, scaled: robust scaling with `scaling: robust`).
+  Saved as their coefficients (safetensors), so prediction needs no pickle and no sklearn.
+- gbm: LightGBM gradient-boosted trees, saved in LightGBM's own text format.
+
+Every estimator predicts the log price directly (the target is always log for these).
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ... import atomic
+from ...errors import UserError
+
+LINEAR = ("lasso", "elasticnet", "ridge")
+TREES = ("gbm",)
+CLASSICAL = LINEAR + TREES
+GBM_FILE = "model.lgb.txt"
+
+
+class LinearEstimator:
+    def __init__(self, coef: np.ndarray, intercept: float):
+        self.coef = np.asarray(coef, dtype=np.float64)
+        self.intercept = float(intercept)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(x, dtype=np.float64) @ self.coef + self.intercept
+
+    def state(self) -> dict[str, torch.Tensor]:
+        return {"coef": torch.from_numpy(self.coef.copy()),
+                "intercept": torch.tensor([self.intercept], dtype=torch.float64)}
+
+
+class TreeEstimator:
+    def __init__(self, booster):
+        self.booster = booster
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.booster.predict(np.asarray(x, dtype=np.float64))
+
+
+def fit(cfg, x: np.ndarray, y: np.ndarray, seed: int):
+    """Fit the configured classical model on (x, log price)."""
+    x = np.asarray(x, dtype=np.float64)
+    if cfg.model in LINEAR:
+        from sklearn.exceptions import ConvergenceWarning
+        from sklearn.linear_model import ElasticNet, Lasso, Ridge
+
+        if cfg.model == "lasso":
+            model = Lasso(alpha=cfg.alpha, max_iter=cfg.max_iter, random_state=seed)
+        elif cfg.model == "elasticnet":
+            model = ElasticNet(alpha=cfg.alpha, l1_ratio=cfg.l1_ratio, max_iter=cfg.max_iter, random_state=seed)
+        else:
+            model = Ridge(alpha=cfg.alpha)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            model.fit(x, y)
+        return LinearEstimator(model.coef_, model.intercept_)
+    if cfg.model == "gbm":
+        import lightgbm as lgb
+
+        params = {"objective": cfg.gbm_objective, "learning_rate": cfg.lr, "num_leaves": cfg.num_leaves,
+                  "max_depth": -1, "min_data_in_leaf": cfg.min_child_samples,
+                  "feature_fraction": cfg.colsample, "bagging_fraction": cfg.subsample,
+                  "bagging_freq": 1 if cfg.subsample < 1 else 0, "lambda_l2": cfg.weight_decay,
+                  "max_bin": 255, "seed": seed, "deterministic": True, "force_row_wise": True,
+                  "num_threads": 2, "verbose": -1}
+        booster = lgb.train(params, lgb.Dataset(x, y), num_boost_round=cfg.n_estimators)
+        return TreeEstimator(booster)
+    raise UserError(f"model: {cfg.model!r} is not a classical model ({', '.join(CLASSICAL)})")
+
+
+def save(folder: Path, estimator) -> dict[str, torch.Tensor]:
+    """What goes into the fold checkpoint's safetensors; trees also write LightGBM's text model."""
+    if isinstance(estimator, LinearEstimator):
+        return estimator.state()
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic.write_text(folder / GBM_FILE, estimator.booster.model_to_string())
+    return {}
+
+
+def load(cfg, folder: Path, state: dict[str, torch.Tensor]):
+    if cfg.model in LINEAR:
+        try:
+            return LinearEstimator(state["coef"].numpy(), float(state["intercept"].numpy()[0]))
+        except KeyError as exc:
+            raise UserError(f"{folder}: checkpoint has no {exc.args[0]!r} tensor for a {cfg.model} model") from None
+    import lightgbm as lgb
+
+    path = folder / GBM_FILE
+    if not path.exists():
+        raise UserError(f"{path}: LightGBM model file missing")
+    try:
+        return TreeEstimator(lgb.Booster(model_str=path.read_text()))
+    except lgb.basic.LightGBMError as exc:
+        raise UserError(f"{path}: not a LightGBM model ({str(exc).splitlines()[0]})") from None
