@@ -47,3 +47,17 @@ def load_meta(folder: str | Path) -> dict:
     if not path.exists():
         raise UserError(f"{path}: checkpoint metadata not found")
     return json.loads(path.read_text())
+
+
+def mismatch(module: torch.nn.Module, state: dict, strict: bool = True) -> str | None:
+    """What stops `state` from loading into `module`, naming the first tensor at fault; None if it fits."""
+    own = module.state_dict()
+    for key, value in own.items():
+        if key not in state:
+            if strict:
+                return f"{key} is missing"
+            continue
+        if tuple(state[key].shape) != tuple(value.shape):
+            return f"{key} has shape {tuple(state[key].shape)} there, {tuple(value.shape)} in the model"
+    extra = sorted(set(state) - set(own))
+    return f"{extra[0]} is not in the model" if extra else None

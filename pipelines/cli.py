@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 
@@ -36,7 +37,12 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
                                        "(default: data/<competition>)")
     parser.add_argument("--name", help="run name (default: config name plus a timestamp)")
     parser.add_argument("--folds", help="train only these folds, e.g. 0,1 or 2-4 (default: all)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing run of that name")
+    parser.add_argument("--restart", "--overwrite", dest="restart", action="store_true",
+                        help="start over: empty the run of that --name (or, without --name, make a new run) "
+                             "instead of resuming it (--overwrite is the old name of this option)")
+    parser.add_argument("--deterministic", action="store_true",
+                        help="deterministic algorithms only (torch.use_deterministic_algorithms, cuDNN "
+                             "deterministic, CUBLAS_WORKSPACE_CONFIG); slower on GPUs. Also PIPELINES_DETERMINISTIC=1")
 
 
 def _device(parser: argparse.ArgumentParser) -> None:
@@ -97,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "quiet", False):
         os.environ["PIPELINES_QUIET"] = "1"
     try:
+        if getattr(args, "deterministic", False) or os.environ.get("PIPELINES_DETERMINISTIC", "") not in ("", "0"):
+            from .device import use_deterministic
+            use_deterministic()
         if args.verb == "leaderboard":
             print(leaderboard.show(args.competition, markdown=args.markdown))
             return 0
@@ -126,8 +135,16 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"error: cannot write{where}: {exc.strerror or 'no space left on device'}; free some space and "
+              f"rerun the same command (finished folds and epochs are kept)", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        resumable = " (rerun the same command to resume)" if args.verb in ("train", "demo") else ""
+        print(f"interrupted{resumable}", file=sys.stderr)
         return 130
 
 

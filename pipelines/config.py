@@ -169,3 +169,13 @@ def config_hash(config) -> str:
     """Short hash of the resolved config, ignoring its name: equal hashes mean equal settings."""
     values = {k: v for k, v in as_dict(config).items() if k != "name"}
     return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def first_difference(a: dict, b: dict) -> str | None:
+    """The first key (sorted) whose value differs between two config dicts, as "key=A vs key=B"."""
+    for key in sorted(set(a) | set(b)):
+        if a.get(key) != b.get(key):
+            left = f"{key}={a[key]!r}" if key in a else f"no {key}"
+            right = f"{key}={b[key]!r}" if key in b else f"no {key}"
+            return f"{left} vs {right}"
+    return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 
 import torch
@@ -55,3 +56,17 @@ def resolve(spec: str = "auto") -> torch.device:
     if index >= num_gpus():
         raise UserError(f"--device {spec}: this machine has {num_gpus()} CUDA device(s)")
     return torch.device(f"cuda:{index}")
+
+
+def use_deterministic() -> None:
+    """Deterministic algorithms only, on every device (`--deterministic`, PIPELINES_DETERMINISTIC=1).
+
+    On the CPU the pipelines are deterministic anyway; on GPUs this trades speed for runs
+    that repeat bit for bit: cuDNN picks deterministic kernels and no benchmarking, cuBLAS
+    gets a fixed workspace, and an operation with no deterministic version raises an error
+    naming it instead of silently varying.
+    """
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False

@@ -8,15 +8,20 @@ reported with the per-fold scores.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from . import atomic, train_state
 from .errors import UserError
 from .training import quiet
+
+PREDICTIONS = "predictions.safetensors"
 
 
 @dataclass
@@ -24,6 +29,7 @@ class FoldOutput:
     valid_prediction: np.ndarray
     test_prediction: np.ndarray | None
     info: dict = field(default_factory=dict)
+    seconds: float = 0.0  # set when read back from a finished fold: what its training took
 
 
 @dataclass
@@ -33,6 +39,8 @@ class KFoldResult:
     fold_scores: list[dict]
     cv: dict
     seconds: float
+    resumed_folds: list[int] = field(default_factory=list)
+    resumed_seconds: float = 0.0  # what the resumed folds took when they were trained
 
 
 def fold_indices(folds: np.ndarray, fold: int) -> tuple[np.ndarray, np.ndarray]:
@@ -64,17 +72,32 @@ def run(folds: np.ndarray,
         fit_fold: Callable[[int, np.ndarray, np.ndarray], FoldOutput],
         score: Callable[[np.ndarray, np.ndarray], dict],
         main_metric: str,
-        only_folds: list[int] | None = None) -> KFoldResult:
-    """Fit every fold; score(index, prediction) returns the metrics for those rows."""
+        only_folds: list[int] | None = None,
+        store: Path | None = None) -> KFoldResult:
+    """Fit every fold; score(index, prediction) returns the metrics for those rows.
+
+    With `store` (the run folder), each finished fold's predictions are kept in
+    fold<k>/predictions.safetensors, written last: a fold that has it is finished and is
+    read back instead of refitted, so a rerun of an interrupted run trains only what is
+    missing. Then the fold's fold<k>/last/ training state (train_state.py) is removed.
+    """
     started = time.perf_counter()
     folds = np.asarray(folds)
     n_folds = int(folds.max()) + 1
     chosen = only_folds if only_folds is not None else list(range(n_folds))
     oof = None
-    test_sum, fold_scores = None, []
+    test_sum, fold_scores, resumed, resumed_seconds = None, [], [], 0.0
     for fold in tqdm(chosen, desc="folds", unit="fold", leave=False, disable=quiet() or len(chosen) < 2):
         train_index, valid_index = fold_indices(folds, fold)
-        output = fit_fold(fold, train_index, valid_index)
+        output = load_fold(store, fold, valid_index) if store is not None else None
+        if output is not None:
+            resumed.append(fold)
+            resumed_seconds += output.seconds
+        else:
+            fold_started = time.perf_counter()
+            output = fit_fold(fold, train_index, valid_index)
+            if store is not None:
+                save_fold(store, fold, valid_index, output, time.perf_counter() - fold_started)
         prediction = np.asarray(output.valid_prediction)
         if oof is None:
             oof = np.full((len(folds),) + prediction.shape[1:], np.nan, dtype=np.float64)
@@ -92,4 +115,49 @@ def run(folds: np.ndarray,
                "rows_scored": int(len(scored))})
     test_mean = None if test_sum is None else test_sum / len(chosen)
     return KFoldResult(oof_prediction=oof, test_prediction=test_mean, fold_scores=fold_scores,
-                       cv=cv, seconds=time.perf_counter() - started)
+                       cv=cv, seconds=time.perf_counter() - started, resumed_folds=resumed,
+                       resumed_seconds=resumed_seconds)
+
+
+def save_fold(store: Path, fold: int, valid_index: np.ndarray, output: FoldOutput, seconds: float = 0.0) -> None:
+    """A fold's predictions, exact (in their own dtype), as the mark that the fold is finished."""
+    from safetensors.numpy import save_file
+
+    arrays = {"valid_index": np.ascontiguousarray(valid_index, dtype=np.int64),
+              "valid": np.ascontiguousarray(output.valid_prediction)}
+    if output.test_prediction is not None:
+        arrays["test"] = np.ascontiguousarray(output.test_prediction)
+    folder = Path(store) / f"fold{fold}"
+    atomic.write_with(folder / PREDICTIONS, lambda tmp: save_file(
+        arrays, str(tmp), metadata={"fold": str(fold), "info": json.dumps(output.info), "seconds": repr(seconds)}))
+    train_state.clear(folder / "last")
+
+
+def load_fold(store: Path, fold: int, valid_index: np.ndarray) -> FoldOutput | None:
+    """The stored output of a finished fold, or None when the fold still has to be trained."""
+    from safetensors import safe_open
+
+    path = Path(store) / f"fold{fold}" / PREDICTIONS
+    if not path.exists():
+        return None
+    try:
+        with safe_open(str(path), framework="numpy") as handle:
+            arrays = {key: handle.get_tensor(key) for key in handle.keys()}
+            meta = handle.metadata() or {}
+            info, seconds = json.loads(meta["info"]), float(meta.get("seconds", 0.0))
+    except Exception as exc:  # safetensors raises its own error types
+        raise UserError(f"{path}: cannot read the stored fold predictions ({exc}); "
+                        f"delete the file to retrain fold {fold}, or rerun with --restart") from None
+    if not np.array_equal(arrays["valid_index"], valid_index):
+        raise UserError(f"{path}: fold {fold} was trained on other rows than this command's fold {fold}; "
+                        f"rerun with --restart")
+    return FoldOutput(arrays["valid"], arrays.get("test"), info, seconds)
+
+
+def finished_fold_dirs(run_dir: Path) -> list[Path]:
+    """The fold<k>/ folders whose training finished, for predict: those holding their stored
+    predictions (an interrupted, resumable fold has none); every fold<k>/ for runs made before
+    predictions were stored."""
+    folders = sorted((p for p in Path(run_dir).glob("fold*") if p.is_dir()), key=lambda p: p.name)
+    finished = [p for p in folders if (p / PREDICTIONS).exists()]
+    return finished if finished else folders

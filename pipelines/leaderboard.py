@@ -17,9 +17,14 @@ def append(row: dict, path: Path | None = None) -> None:
     path = path or paths.registry_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     line = (json.dumps(row, sort_keys=True, default=str) + "\n").encode()
-    with open(path, "ab") as handle:
+    with open(path, "ab+") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
+            handle.seek(0, os.SEEK_END)
+            if handle.tell() > 0:  # a line cut by a crash (or a full disk) must not swallow this row
+                handle.seek(-1, os.SEEK_END)
+                if handle.read(1) != b"\n":
+                    line = b"\n" + line
             handle.write(line)
             handle.flush()
             os.fsync(handle.fileno())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import platform
 import subprocess
+import sys
 from datetime import datetime
 from pathlib import Path
 
@@ -29,8 +30,9 @@ def code_version() -> dict:
 
 
 def record(run_dir: Path, *, competition: str, config, result, metric: str, greater_is_better: bool,
-           wall_s: float, device: str, data: dict, extra: dict | None = None) -> dict:
-    """Write run.json and metrics.json (atomically) and append the registry row."""
+           wall_s: float, device: str, data: dict, extra: dict | None = None, register: bool = True) -> dict:
+    """Write run.json and metrics.json (atomically) and append the registry row (unless register
+    is False: a resumed run whose row is already in the registry)."""
     cv = float(result.cv[metric])
     row = {
         "run": run_dir.name, "competition": competition, "config": config.name,
@@ -39,13 +41,20 @@ def record(run_dir: Path, *, competition: str, config, result, metric: str, grea
         "fold_scores": [float(s[metric]) for s in result.fold_scores],
         "folds": len(result.fold_scores), "wall_s": round(wall_s, 2), "device": device,
         "date": datetime.now().isoformat(timespec="seconds"), "data": data, "code": code_version(),
-        "host": platform.node(), "path": str(run_dir),
+        "host": platform.node(), "path": str(run_dir), "deterministic": _deterministic(),
     }
     row.update(extra or {})
     atomic.write_json(run_dir / "metrics.json", {"cv": result.cv, "folds": result.fold_scores})
     atomic.write_json(run_dir / "run.json", {**row, "config_values": as_dict(config)})
-    leaderboard.append(row)
+    if register:
+        leaderboard.append(row)
     return row
+
+
+def _deterministic() -> bool:
+    """Whether torch ran with deterministic algorithms only (--deterministic)."""
+    torch = sys.modules.get("torch")
+    return bool(torch is not None and torch.are_deterministic_algorithms_enabled())
 
 
 def load_run(run_dir: Path) -> dict:

@@ -8,6 +8,7 @@ and a progress bar that stays quiet under CI.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import os
 import random
@@ -19,6 +20,10 @@ import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
+
+from . import train_state
+from .errors import UserError
+from .train_state import Resume
 
 
 @dataclass
@@ -116,11 +121,17 @@ def fit(model: nn.Module,
         settings: TrainSettings,
         device: torch.device,
         desc: str = "train",
-        on_epoch: Callable[[dict], None] | None = None) -> FitResult:
+        on_epoch: Callable[[dict], None] | None = None,
+        resume: Resume | None = None) -> FitResult:
     """Train `model`; keep the weights of the best epoch by evaluate()[monitor].
 
     train_batches(epoch) yields (inputs, targets) on any device; evaluate(model)
-    returns a dict of validation figures, computed in eval mode.
+    returns a dict of validation figures, computed in eval mode. train_batches must
+    depend only on the epoch (and fixed seeds), so that a resumed run sees the same data.
+
+    With `resume`, the full training state is saved to resume.folder after every epoch
+    (train_state.py), and a state saved there under the same tag is picked up first: the
+    run continues after its last completed epoch as if it had never stopped.
     """
     model.to(device)
     use_cuda = device.type == "cuda"
@@ -137,12 +148,36 @@ def fit(model: nn.Module,
     ema = EMA(model, settings.ema) if settings.ema > 0 else None
 
     best_score, best_epoch, best_state, history = math.inf, -1, None, []
-    step = 0
-    bar = tqdm(range(settings.epochs), desc=desc, disable=quiet(), leave=False)
+    step, start_epoch, stopped = 0, 0, False
+    settings_values = dataclasses.asdict(settings)
+    if resume is not None:
+        loaded = train_state.load(resume)
+        if loaded is None:
+            resume.clear()  # nothing of this training: drop any other training's state
+        else:
+            tensors, meta = loaded
+            _check_settings(resume, meta["settings"], settings_values)
+            where = str(resume.folder)
+            train_state.load_weights(model, train_state.unprefixed("model", tensors), where)
+            train_state.set_optimizer_state(optimizer, tensors, meta["optimizer"])
+            if meta.get("scaler"):
+                scaler.load_state_dict(meta["scaler"])
+            if ema is not None:
+                train_state.load_weights(ema.module, train_state.unprefixed("ema", tensors), where)
+                ema.updates = int(meta["ema_updates"])
+            if meta["best_epoch"] > 0:
+                best_state = {k: v.to(device) for k, v in train_state.unprefixed("best", tensors).items()}
+            best_score, best_epoch = float(meta["best_score"]), int(meta["best_epoch"])
+            history, step, start_epoch = meta["history"], int(meta["step"]), int(meta["epoch"])
+            stopped = bool(meta["stopped"])
+            train_state.set_rng_state(tensors, meta["rng"])
+    kill_at = train_state.kill_point() if resume is not None else None
+    bar = tqdm(range(start_epoch, settings.epochs if not stopped else start_epoch), desc=desc,
+               initial=start_epoch, total=settings.epochs, disable=quiet(), leave=False)
     for epoch in bar:
         model.train()
         started, loss_sum, seen = time.perf_counter(), 0.0, 0
-        for inputs, targets in train_batches(epoch):
+        for batch, (inputs, targets) in enumerate(train_batches(epoch), 1):
             inputs = inputs.to(device, non_blocking=True)
             targets = targets.to(device, non_blocking=True)
             if memory_format is not None and inputs.ndim == 4:
@@ -164,6 +199,8 @@ def fit(model: nn.Module,
             loss_sum += float(loss.detach()) * len(targets)
             seen += len(targets)
             step += 1
+            if kill_at is not None:
+                train_state.maybe_kill(kill_at, resume.labels, epoch + 1, batch)
         scored_model = ema.module if ema is not None else model
         scored_model.eval()
         with torch.no_grad():
@@ -179,8 +216,36 @@ def fit(model: nn.Module,
             best_score, best_epoch = score, epoch + 1
             best_state = {k: v.detach().clone() for k, v in scored_model.state_dict().items()}
         bar.set_postfix(train=f"{record['train_loss']:.4f}", valid=f"{score:.4f}", best=f"{best_score:.4f}")
-        if settings.patience and epoch + 1 - best_epoch >= settings.patience:
+        stop = bool(settings.patience and epoch + 1 - best_epoch >= settings.patience)
+        if resume is not None:
+            _save_state(resume, epoch + 1, step, stop, model, optimizer, scaler, ema, best_state,
+                        best_score, best_epoch, history, settings_values)
+        if stop:
             break
     bar.close()
     return FitResult(best_state=best_state, best_score=best_score, best_epoch=best_epoch,
                      epochs_run=len(history), history=history)
+
+
+def _check_settings(resume: Resume, saved: dict, current: dict) -> None:
+    for key in sorted(set(saved) | set(current)):
+        if saved.get(key) != current.get(key):
+            raise UserError(f"{resume.folder}: the saved training state has {key}={saved.get(key)!r}, this run has "
+                            f"{key}={current.get(key)!r}; rerun with --restart to start over")
+
+
+def _save_state(resume: Resume, epoch: int, step: int, stopped: bool, model: nn.Module, optimizer, scaler,
+                ema: EMA | None, best_state: dict | None, best_score: float, best_epoch: int,
+                history: list[dict], settings_values: dict) -> None:
+    """Everything the next epoch depends on, after `epoch` completed epochs (train_state.py)."""
+    optim_tensors, optim_meta = train_state.optimizer_state(optimizer)
+    rng_tensors, rng_meta = train_state.rng_state()
+    tensors = {**train_state.prefixed("model", model.state_dict()), **optim_tensors, **rng_tensors}
+    if ema is not None:
+        tensors.update(train_state.prefixed("ema", ema.module.state_dict()))
+    if best_state is not None:
+        tensors.update(train_state.prefixed("best", best_state))
+    meta = {"epoch": epoch, "step": step, "stopped": stopped, "best_score": best_score, "best_epoch": best_epoch,
+            "history": history, "settings": settings_values, "optimizer": optim_meta, "scaler": scaler.state_dict(),
+            "ema_updates": ema.updates if ema is not None else 0, "rng": rng_meta}
+    train_state.save(resume, epoch, tensors, meta)

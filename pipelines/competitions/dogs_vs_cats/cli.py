@@ -34,7 +34,7 @@ def train(args) -> int:
     cfg = _config(args)
     only = parse_fold_list(args.folds, cfg.folds) if args.folds else None
     out = task.train(cfg, task.data_source(args.data), args.name, args.device, only_folds=only,
-                     overwrite=args.overwrite)
+                     restart=args.restart)
     result = out["result"]
     for line in runs.summary_lines(out["row"], result):
         print(line)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ... import config as configs, paths, report, runs
+from ... import atomic, config as configs, paths, report, runs
 from ...errors import UserError
 from ...kfold import parse_fold_list
 from ...metrics import rmse_log
@@ -35,7 +35,7 @@ def prepare(args) -> int:
         target.mkdir(parents=True, exist_ok=True)
         for name in ("train.csv", "test.csv", "sample_submission.csv", "data_description.txt"):
             if (source / name).exists():
-                shutil.copyfile(source / name, target / name)
+                atomic.write_with(target / name, lambda tmp, src=source / name: shutil.copyfile(src, tmp))
     print(f"train.csv: {len(train)} rows, price {train[TARGET].min():,.0f} .. {train[TARGET].max():,.0f}")
     print(f"test.csv:  {len(test) if test is not None else 0} rows")
     print(f"ready in {target}")
@@ -45,7 +45,7 @@ def prepare(args) -> int:
 def _train(args, data_dir: Path, test_path: Path | None = None) -> dict:
     cfg = task.load_config(args.config or task.DEFAULT_CONFIG, configs.parse_overrides(args.set))
     only = parse_fold_list(args.folds, cfg.folds) if args.folds else None
-    out = task.train(cfg, data_dir, args.name, args.device, only_folds=only, overwrite=args.overwrite,
+    out = task.train(cfg, data_dir, args.name, args.device, only_folds=only, restart=args.restart,
                      test_path=test_path)
     for line in runs.summary_lines(out["row"], out["result"]):
         print(line)

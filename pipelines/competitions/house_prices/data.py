@@ -54,6 +54,11 @@ def read_csv(path: str | Path, *, with_target: bool) -> pd.DataFrame:
     frame.columns = [str(c).strip() for c in frame.columns]
     required = [ID] + FEATURES + ([TARGET] if with_target else [])
     missing = [c for c in required if c not in frame.columns]
+    if missing and len(frame.columns) == 1:
+        separator = next((s for s in (";", "\t", "|") if s in frame.columns[0]), None)
+        if separator is not None:
+            raise UserError(f"{path}: one column only: the file is separated by {separator!r}, not by commas "
+                            f"(save it as a comma-separated CSV)")
     if missing:
         shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
         raise UserError(f"{path}: missing required column(s) {shown}")
@@ -84,6 +89,8 @@ def _check_ids(frame: pd.DataFrame, path: Path) -> None:
     bad = ids.isna() | (ids != ids.round())
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
+        if pd.isna(frame[ID].iloc[row]):
+            raise UserError(f"{path}: row {row + 2}: Id is missing")
         raise UserError(f"{path}: row {row + 2}: Id {frame[ID].iloc[row]!r} is not an integer")
     frame[ID] = ids.astype(np.int64)
     duplicated = frame[ID].duplicated()

@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ... import atomic, checkpoint, config as configs, folds as folding, kfold, paths, runs, submission
+from ... import atomic, checkpoint, config as configs, folds as folding, kfold, resume, runs, submission
 from ...device import resolve
 from ...errors import UserError
 from ...metrics import rmse, rmse_log
-from ...training import TrainSettings, fit, seed_everything
+from ...training import Resume, TrainSettings, fit, seed_everything
 from . import estimators, models
 from .data import ID, TARGET, fingerprint, read_csv
 from .features import Preprocessor
@@ -90,8 +90,10 @@ def _batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int):
     return make
 
 
-def _train_one(cfg: HouseConfig, x_train, y_train, x_valid, y_valid_price, seed: int, device, desc: str):
-    """Fit one network; returns (model, scale, fit result). y is standardised for training."""
+def _train_one(cfg: HouseConfig, x_train, y_train, x_valid, y_valid_price, seed: int, device, desc: str,
+               state: Resume | None = None):
+    """Fit one network; returns (model, scale, fit result). y is standardised for training.
+    With `state`, training resumes from (and keeps) its per-epoch state there."""
     seed_everything(seed)
     if cfg.target == "log":
         y_mean, y_std = float(y_train.mean()), float(y_train.std())
@@ -112,7 +114,7 @@ def _train_one(cfg: HouseConfig, x_train, y_train, x_valid, y_valid_price, seed:
                              patience=cfg.patience, monitor="rmse_log", keep=cfg.keep)
     steps = (len(xt) + cfg.batch_size - 1) // cfg.batch_size
     result = fit(model, _batches(xt, yt, cfg.batch_size, seed), steps, loss_fn, evaluate, settings,
-                 device, desc=desc)
+                 device, desc=desc, resume=state)
     model.load_state_dict(result.best_state)
     return model, (y_mean, y_std), result
 
@@ -128,7 +130,10 @@ def _predict(model, scale, x: np.ndarray, device) -> np.ndarray:
 
 def train(cfg: HouseConfig, data_dir: Path, run_name: str | None, device_spec: str = "auto",
           only_folds: list[int] | None = None, overwrite: bool = False, quiet: bool = False,
-          test_path: Path | None = None) -> dict:
+          test_path: Path | None = None, restart: bool = False) -> dict:
+    """k-fold training. Rerunning an interrupted run (same name, or no name: the newest unfinished
+    run with this config and data) keeps its finished folds and members and resumes the others from
+    their last epoch; restart (overwrite is its old name) starts over (resume.py)."""
     started = time.perf_counter()
     if cfg.model in estimators.CLASSICAL and cfg.target != "log":
         raise UserError(f"config {cfg.name}: model {cfg.model} predicts the log price; set target: log")
@@ -137,7 +142,10 @@ def train(cfg: HouseConfig, data_dir: Path, run_name: str | None, device_spec: s
     test_path = Path(test_path) if test_path else Path(data_dir) / "test.csv"
     train_frame = read_csv(train_path, with_target=True)
     test_frame = read_csv(test_path, with_target=False) if test_path.exists() else None
-    run_dir = paths.new_run_dir(NAME, run_name or paths.default_run_name(cfg.name), overwrite)
+    data_sha = {"train_sha": fingerprint(train_path),
+                "test_sha": fingerprint(test_path) if test_frame is not None else None}
+    run = resume.open_run(NAME, run_name, cfg, data_sha, restart=restart or overwrite)
+    run_dir = run.path
     config_values = configs.as_dict(cfg)
 
     fold_of_row = folding.make_folds(np.log(train_frame[TARGET].to_numpy()), cfg.folds, cfg.seed, "bins")
@@ -166,13 +174,23 @@ def train(cfg: HouseConfig, data_dir: Path, run_name: str | None, device_spec: s
         valid_sum, test_sum, best_epochs = 0.0, 0.0, []
         for member in range(cfg.seeds_per_fold):
             seed = cfg.seed + 100 * fold + member
+            folder = run_dir / f"fold{fold}" / f"member{member}"
+            if (folder / checkpoint.META).exists():  # finished by an earlier, interrupted attempt
+                model, _, scale, _ = _model_from_checkpoint(folder, device)
+                valid_sum = valid_sum + _predict(model, scale, x_valid, device)
+                if x_test is not None:
+                    test_sum = test_sum + _predict(model, scale, x_test, device)
+                best_epochs.append(int(checkpoint.load_meta(folder)["best_epoch"]))
+                continue
+            state = Resume(run_dir / f"fold{fold}" / "last", f"fold {fold} member {member} seed {seed}",
+                           {"fold": fold, "member": member})
             model, scale, result = _train_one(cfg, x_fit, _target(prices[fit_index], cfg), x_valid,
-                                              prices[valid_index], seed, device, f"fold {fold}.{member}")
+                                              prices[valid_index], seed, device, f"fold {fold}.{member}", state)
             valid_sum = valid_sum + _predict(model, scale, x_valid, device)
             if x_test is not None:
                 test_sum = test_sum + _predict(model, scale, x_test, device)
             best_epochs.append(result.best_epoch)
-            checkpoint.save(run_dir / f"fold{fold}" / f"member{member}", model.state_dict(),
+            checkpoint.save(folder, model.state_dict(),
                             {"competition": NAME, "config": config_values, "fold": fold, "member": member,
                              "n_features": int(x_fit.shape[1]), "target_scale": list(scale),
                              "preprocessor": pre.state, "best_epoch": result.best_epoch,
@@ -186,19 +204,22 @@ def train(cfg: HouseConfig, data_dir: Path, run_name: str | None, device_spec: s
         return {METRIC: rmse_log(prices[index], predicted_price),
                 "rmse": rmse(prices[index], predicted_price)}
 
-    result = kfold.run(fold_of_row, fit_fold, score, METRIC, only_folds)
+    result = kfold.run(fold_of_row, fit_fold, score, METRIC, only_folds, store=run_dir)
     oof = pd.DataFrame({ID: train_frame[ID], "fold": fold_of_row, TARGET: prices,
                         "oof_" + TARGET: result.oof_prediction})
     atomic.write_text(run_dir / "oof.csv", oof.to_csv(index=False))
     if test_frame is not None:
         write_submission(pd.DataFrame({ID: test_frame[ID], TARGET: result.test_prediction}),
                          run_dir / "test_predictions.csv", test_frame[ID])
-    wall = time.perf_counter() - started
+    wall = time.perf_counter() - started + result.resumed_seconds  # a resumed run: its earlier folds too
+    folds_done = [s["fold"] for s in result.fold_scores]
     row = runs.record(run_dir, competition=NAME, config=cfg, result=result, metric=METRIC,
                       greater_is_better=False, wall_s=wall, device=str(device),
-                      extra={"dataset": train_path.parent.name},
-                      data={"train": str(train_path), "train_sha": fingerprint(train_path),
-                            "test_sha": fingerprint(test_path) if test_frame is not None else None})
+                      extra={"dataset": train_path.parent.name, "resumed_folds": result.resumed_folds},
+                      data={"train": str(train_path), **data_sha},
+                      register=run.recorded_folds != folds_done)
+    resume.mark_recorded(run, folds_done)
+    resume.release(run_dir)
     return {"row": row, "result": result, "run_dir": run_dir}
 
 
@@ -211,11 +232,10 @@ def _model_from_checkpoint(folder: Path, device) -> tuple:
         return (estimators.load(cfg, folder, state), Preprocessor(state=meta["preprocessor"]),
                 tuple(meta["target_scale"]), cfg)
     model = models.build(cfg, meta["n_features"])
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        raise UserError(f"{folder}: weights do not fit the {cfg.model} model in its config "
-                        f"({str(exc).splitlines()[0]})") from None
+    problem = checkpoint.mismatch(model, state)
+    if problem is not None:
+        raise UserError(f"{folder}: weights do not fit the {cfg.model} model in its config ({problem})")
+    model.load_state_dict(state)
     model.to(device)
     return model, Preprocessor(state=meta["preprocessor"]), tuple(meta["target_scale"]), cfg
 
@@ -224,13 +244,18 @@ def predict(run_dir: Path, test_path: Path, device_spec: str = "auto") -> pd.Dat
     """Fold-averaged predictions from the run's checkpoints only; no training data needed."""
     device = resolve(device_spec)
     test_frame = read_csv(test_path, with_target=False)
-    members = sorted(run_dir.glob("fold*/member*"))
+    members = sorted(m for fold in kfold.finished_fold_dirs(run_dir) for m in fold.glob("member*"))
     if not members:
         raise UserError(f"{run_dir}: no fold checkpoints found")
     per_fold: dict[str, list[np.ndarray]] = {}
     cfg = None
     for folder in members:
+        first = cfg
         model, pre, scale, cfg = _model_from_checkpoint(folder, device)
+        differs = first and configs.first_difference(configs.as_dict(first), configs.as_dict(cfg))
+        if differs:
+            raise UserError(f"{folder}: checkpoint from another config than {members[0]} ({differs}); "
+                            f"a run's folds must share one config")
         per_fold.setdefault(folder.parent.name, []).append(_predict(model, scale, pre.transform(test_frame), device))
     # As in training: members averaged in the model's target space, folds averaged as prices.
     prices = np.mean([_price(np.mean(v, axis=0), cfg) for v in per_fold.values()], axis=0)
