@@ -13,10 +13,20 @@ KAGGLE      ?=
 WAIT        ?=
 RUNS        ?=
 METHOD      ?= weights
+NPROC       ?= 1
+NNODES      ?= 1
+NODE_RANK   ?= 0
+MASTER_ADDR ?= 127.0.0.1
+MASTER_PORT ?= 29500
 
 _config = $(if $(EXP),--config $(EXP),)
 _data   = $(if $(DATA),--data $(DATA),)
 _kaggle = $(if $(filter-out 0,$(KAGGLE)),--kaggle $(if $(WAIT),--wait $(WAIT),),)
+# NPROC processes per node (DDP, README "Scaling out"): one plain process, torchrun --standalone on one
+# node, or torchrun with a static rendezvous at MASTER_ADDR:MASTER_PORT on NNODES nodes (run it on each, NODE_RANK=0..).
+_torchrun = $(VENV)/bin/torchrun --nproc_per_node=$(NPROC)
+_launch = $(if $(filter-out 1,$(NNODES)),$(_torchrun) --nnodes=$(NNODES) --node_rank=$(NODE_RANK) \
+	--master_addr=$(MASTER_ADDR) --master_port=$(MASTER_PORT),$(if $(filter-out 1,$(NPROC)),$(_torchrun) --standalone,$(PY)))
 
 .PHONY: all setup test data prepare train-house train-catsdogs submit leaderboard report blend bench demo clean help
 
@@ -48,8 +58,8 @@ prepare: data
 train-house: setup  ## k-fold training for House Prices (EXP=mlp, d2l-linear, ...)
 	$(PY) -m pipelines train house-prices $(_config) $(_data) --device $(DEVICE) $(ARGS)
 
-train-catsdogs: setup  ## k-fold training for Dogs vs. Cats (EXP=...)
-	$(PY) -m pipelines train dogs-vs-cats $(_config) $(_data) --device $(DEVICE) $(ARGS)
+train-catsdogs: setup  ## k-fold training for Dogs vs. Cats (EXP=...; NPROC=N [NNODES NODE_RANK MASTER_ADDR]: DDP via torchrun)
+	$(_launch) -m pipelines train dogs-vs-cats $(_config) $(_data) --device $(DEVICE) $(ARGS)
 
 submit: setup  ## validated Kaggle CSV for RUN: submissions/COMP/RUN.csv; KAGGLE=1 uploads it (WAIT=SECONDS for the score)
 	@test -n "$(RUN)" || { echo "error: RUN=... is required (see make leaderboard)"; exit 2; }

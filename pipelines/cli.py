@@ -7,7 +7,7 @@ import errno
 import os
 import sys
 
-from . import competitions, leaderboard
+from . import competitions, distributed, leaderboard
 from .errors import UserError
 
 VERBS = {
@@ -102,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if getattr(args, "quiet", False):
         os.environ["PIPELINES_QUIET"] = "1"
+    rank = int(os.environ.get("RANK", "0") or 0) if distributed.launched() else 0
+    if rank:  # torchrun: rank 0 speaks for the run (errors of the other ranks still reach stderr)
+        sys.stdout = open(os.devnull, "w")
     try:
         if getattr(args, "deterministic", False) or os.environ.get("PIPELINES_DETERMINISTIC", "") not in ("", "0"):
             from .device import use_deterministic
@@ -133,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
             kaggle.submit(args.competition, args.run, args.out, wait=args.wait)
         return status
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        if not (rank and getattr(exc, "from_main", False)):  # rank 0 already said it
+            print(f"error: {'' if not rank else f'[rank {rank}] '}{exc}", file=sys.stderr)
         return exc.exit_code
     except OSError as exc:
         if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
@@ -146,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
         resumable = " (rerun the same command to resume)" if args.verb in ("train", "demo") else ""
         print(f"interrupted{resumable}", file=sys.stderr)
         return 130
+    finally:
+        distributed.cleanup()
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import atomic, train_state
+from . import atomic, distributed, resume, train_state
 from .errors import UserError
 from .training import quiet
 
@@ -41,6 +41,9 @@ class KFoldResult:
     seconds: float
     resumed_folds: list[int] = field(default_factory=list)
     resumed_seconds: float = 0.0  # what the resumed folds took when they were trained
+    pending: dict = field(default_factory=dict)  # fold -> pid of another process still training it:
+                                                 # nothing was assembled (oof_prediction is None)
+    assembled: bool = True        # False on the ranks > 0 of a distributed run and while folds are pending
 
 
 def fold_indices(folds: np.ndarray, fold: int) -> tuple[np.ndarray, np.ndarray]:
@@ -80,24 +83,79 @@ def run(folds: np.ndarray,
     fold<k>/predictions.safetensors, written last: a fold that has it is finished and is
     read back instead of refitted, so a rerun of an interrupted run trains only what is
     missing. Then the fold's fold<k>/last/ training state (train_state.py) is removed.
+
+    With `store`, several processes may train disjoint folds of one run at once: a fold is
+    trained under its lock (resume.lock_fold), and one held by another process is left to it.
+    Then, under the run's assembly lock, the result is put together from every finished fold
+    of the run (this process's and the others'), unless another process is still training a
+    fold: then `pending` names those folds and nothing is assembled; the last process to finish
+    assembles. In a distributed run (torchrun) rank 0 decides which folds to train, all ranks
+    train them together, and rank 0 alone writes and assembles.
     """
     started = time.perf_counter()
     folds = np.asarray(folds)
     n_folds = int(folds.max()) + 1
     chosen = only_folds if only_folds is not None else list(range(n_folds))
-    oof = None
-    test_sum, fold_scores, resumed, resumed_seconds = None, [], [], 0.0
-    for fold in tqdm(chosen, desc="folds", unit="fold", leave=False, disable=quiet() or len(chosen) < 2):
+    bar = tqdm(chosen, desc="folds", unit="fold", leave=False,
+               disable=quiet() or len(chosen) < 2 or not distributed.is_main())
+    if store is None:
+        outputs = {fold: fit_fold(fold, *fold_indices(folds, fold)) for fold in bar}
+        return _assemble(folds, outputs, score, main_metric, started, trained=chosen)
+    trained = []
+    for fold in bar:
         train_index, valid_index = fold_indices(folds, fold)
-        output = load_fold(store, fold, valid_index) if store is not None else None
-        if output is not None:
-            resumed.append(fold)
-            resumed_seconds += output.seconds
-        else:
+        claim = distributed.from_main(lambda: _claim(store, fold, valid_index))
+        if claim != "train":
+            continue
+        try:
             fold_started = time.perf_counter()
             output = fit_fold(fold, train_index, valid_index)
-            if store is not None:
+            if distributed.is_main():
                 save_fold(store, fold, valid_index, output, time.perf_counter() - fold_started)
+        finally:
+            if distributed.is_main():
+                resume.release_fold(store, fold)
+        trained.append(fold)
+    if not distributed.is_main():
+        return KFoldResult(None, None, [], {}, time.perf_counter() - started, assembled=False)
+    resume.begin_assembly(store)  # held until resume.release(store), after the run's files are written
+    pending = {fold: holder for fold in range(n_folds) if (holder := resume.fold_holder(store, fold))}
+    if pending:
+        return KFoldResult(None, None, [], {}, time.perf_counter() - started, pending=pending, assembled=False)
+    outputs = {}
+    for fold in range(n_folds):
+        output = load_fold(store, fold, fold_indices(folds, fold)[1])
+        if output is not None:
+            outputs[fold] = output
+    if not outputs:
+        raise UserError(f"{store}: no fold of the run has finished")
+    return _assemble(folds, outputs, score, main_metric, started, trained)
+
+
+def _claim(store: Path, fold: int, valid_index: np.ndarray) -> str:
+    """"train" (this process now holds the fold's lock), "done" (finished, by anyone) or "busy"
+    (another process trains it now)."""
+    if not resume.lock_fold(store, fold):
+        return "busy"
+    if load_fold(store, fold, valid_index) is not None:
+        resume.release_fold(store, fold)
+        return "done"
+    return "train"
+
+
+def _assemble(folds: np.ndarray, outputs: dict, score, main_metric: str, started: float,
+              trained: list[int]) -> KFoldResult:
+    """The run's result from the folds' outputs: OOF predictions, fold-averaged test predictions,
+    per-fold scores and the CV over every row of those folds."""
+    chosen = sorted(outputs)
+    oof = None
+    test_sum, fold_scores, resumed, resumed_seconds = None, [], [], 0.0
+    for fold in chosen:
+        valid_index = np.flatnonzero(folds == fold)
+        output = outputs[fold]
+        if fold not in trained:
+            resumed.append(fold)
+            resumed_seconds += output.seconds
         prediction = np.asarray(output.valid_prediction)
         if oof is None:
             oof = np.full((len(folds),) + prediction.shape[1:], np.nan, dtype=np.float64)
@@ -117,6 +175,14 @@ def run(folds: np.ndarray,
     return KFoldResult(oof_prediction=oof, test_prediction=test_mean, fold_scores=fold_scores,
                        cv=cv, seconds=time.perf_counter() - started, resumed_folds=resumed,
                        resumed_seconds=resumed_seconds)
+
+
+def pending_message(run_dir: Path, result: KFoldResult) -> str:
+    """What a process that finished its folds says while other processes still train the rest."""
+    pending = ", ".join(f"{fold} (pid {pid})" for fold, pid in sorted(result.pending.items()))
+    return (f"run {Path(run_dir).name}: this process's folds are finished and stored; still being trained by "
+            f"other processes: fold {pending}. The run's oof.csv, CV and leaderboard row are written by the "
+            f"last process to finish")
 
 
 def save_fold(store: Path, fold: int, valid_index: np.ndarray, output: FoldOutput, seconds: float = 0.0) -> None:

@@ -1,8 +1,9 @@
 """One training loop for every torch model.
 
 AdamW/Adam/SGD, warm-up then cosine decay, EMA of weights, early stopping on a
-validation score, gradient clipping, mixed precision and channels_last on GPUs,
-and a progress bar that stays quiet under CI.
+validation score, gradient clipping, mixed precision (bf16, else fp16 with a gradient scaler),
+channels_last, cudnn.benchmark and optional torch.compile on GPUs, DistributedDataParallel
+under torchrun (distributed.py), and a progress bar that stays quiet under CI.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import train_state
+from . import distributed, train_state
 from .errors import UserError
 from .train_state import Resume
 
@@ -38,8 +39,12 @@ class TrainSettings:
     patience: int = 0                 # epochs without improvement before stopping; 0 = never stop early
     ema: float = 0.0                  # EMA decay per step; 0 = off
     grad_clip: float = 0.0
-    amp: bool = True                  # mixed precision, used only on CUDA
-    channels_last: bool = False
+    amp: bool = True                  # mixed precision, used only on CUDA (precision auto)
+    channels_last: bool = False       # used on CUDA (CHANNELS_LAST_DEVICES)
+    precision: str = "auto"           # auto: bf16 where supported, else fp16 + GradScaler, on CUDA; fp32 elsewhere.
+                                      # bf16 (any device, the CPU too) | fp16 (CUDA) | fp32
+    compile: bool = False             # torch.compile the training forward (the model, DDP-wrapped when distributed)
+    sync_bn: bool = True              # DDP on GPUs: batch norm over the global batch (SyncBatchNorm; GPUs only)
     monitor: str = "loss"             # key of evaluate()'s dict; lower is better
     keep: str = "best"                # best: the weights of the best epoch; last: those of the last epoch
 
@@ -51,6 +56,11 @@ class FitResult:
     best_epoch: int
     epochs_run: int
     history: list[dict] = field(default_factory=list)
+
+
+CHANNELS_LAST_DEVICES = {"cuda"}  # where channels_last is used when asked for (tests add "cpu")
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+_NOT_CHECKED = {"compile"}         # settings a resumed training may change: they do not change the result
 
 
 def quiet() -> bool:
@@ -78,6 +88,36 @@ def make_optimizer(model: nn.Module, settings: TrainSettings) -> torch.optim.Opt
         # Plain Adam adds weight decay to the gradient (L2), as d2l's recipe does.
         return torch.optim.Adam(groups, lr=settings.lr)
     return torch.optim.AdamW(groups, lr=settings.lr)
+
+
+def amp_dtype(settings: TrainSettings, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of the training forward, or None for fp32 (see TrainSettings.precision)."""
+    precision = settings.precision
+    if precision not in PRECISIONS:
+        raise UserError(f"precision={precision!r} is not one of {', '.join(PRECISIONS)}")
+    if precision == "fp32" or (precision == "auto" and not settings.amp):
+        return None
+    if precision == "bf16":
+        return torch.bfloat16
+    if precision == "fp16":
+        if device.type != "cuda":
+            raise UserError(f"precision=fp16 needs a CUDA device (it trains with a gradient scaler); on {device.type} "
+                            f"use bf16 or fp32")
+        return torch.float16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return None
+
+
+def configure_backends(device: torch.device) -> None:
+    """CUDA speed switches: cudnn.benchmark (autotuned convolutions for fixed shapes) and TF32
+    matmuls, both off while deterministic algorithms are on (--deterministic)."""
+    if device.type != "cuda":
+        return
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    torch.backends.cudnn.benchmark = not deterministic
+    torch.backends.cuda.matmul.allow_tf32 = not deterministic
+    torch.backends.cudnn.allow_tf32 = not deterministic
 
 
 def lr_factor(step: int, total_steps: int, warmup_steps: int, schedule: str) -> float:
@@ -132,16 +172,25 @@ def fit(model: nn.Module,
     With `resume`, the full training state is saved to resume.folder after every epoch
     (train_state.py), and a state saved there under the same tag is picked up first: the
     run continues after its last completed epoch as if it had never stopped.
+
+    Under torchrun (distributed.active()) every rank calls fit with its own shard of each global
+    batch from train_batches (distributed.shard_order) and the same steps_per_epoch; the model is
+    wrapped in DistributedDataParallel (SyncBatchNorm on GPUs with sync_bn), the epoch's training
+    loss is all-reduced, evaluate() must return the same figures on every rank (the dogs task
+    all-reduces them), and only rank 0 writes the resume state, with every rank's random states
+    in it: a run resumes on the same number of processes.
     """
     model.to(device)
     use_cuda = device.type == "cuda"
-    memory_format = torch.channels_last if (settings.channels_last and use_cuda) else None
+    configure_backends(device)
+    memory_format = torch.channels_last if (settings.channels_last and device.type in CHANNELS_LAST_DEVICES) else None
     if memory_format is not None:
         model.to(memory_format=memory_format)
-    amp_dtype = None
-    if use_cuda and settings.amp:
-        amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+    world = distributed.world_size()
+    if world > 1 and use_cuda and settings.sync_bn:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # replaces the BN children in place
+    dtype = amp_dtype(settings, device)
+    scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
     optimizer = make_optimizer(model, settings)
     total_steps = settings.epochs * steps_per_epoch
     warmup_steps = int(settings.warmup_epochs * steps_per_epoch)
@@ -151,12 +200,18 @@ def fit(model: nn.Module,
     step, start_epoch, stopped = 0, 0, False
     settings_values = dataclasses.asdict(settings)
     if resume is not None:
-        loaded = train_state.load(resume)
+        loaded = distributed.from_main(lambda: train_state.load(resume))  # rank 0 reads, every rank gets it
         if loaded is None:
-            resume.clear()  # nothing of this training: drop any other training's state
+            if distributed.is_main():
+                resume.clear()  # nothing of this training: drop any other training's state
         else:
             tensors, meta = loaded
             _check_settings(resume, meta["settings"], settings_values)
+            saved_world = int(meta.get("world_size", 1))
+            if saved_world != world:
+                raise UserError(f"{resume.folder}: this training state was saved by a run on {saved_world} "
+                                f"process(es), this one has {world}; resume it with the same number of processes "
+                                f"(torchrun --nproc_per_node, make NPROC=...) or rerun with --restart")
             where = str(resume.folder)
             train_state.load_weights(model, train_state.unprefixed("model", tensors), where)
             train_state.set_optimizer_state(optimizer, tensors, meta["optimizer"])
@@ -170,10 +225,20 @@ def fit(model: nn.Module,
             best_score, best_epoch = float(meta["best_score"]), int(meta["best_epoch"])
             history, step, start_epoch = meta["history"], int(meta["step"]), int(meta["epoch"])
             stopped = bool(meta["stopped"])
-            train_state.set_rng_state(tensors, meta["rng"])
+            r = distributed.rank()
+            if r == 0:
+                train_state.set_rng_state(tensors, meta["rng"])
+            else:  # each rank goes on with its own random states
+                train_state.set_rng_state(train_state.unprefixed(f"rank{r}", tensors), meta["rng_ranks"][r - 1])
+    net = model  # what the training step calls: DDP-wrapped and/or compiled
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+        net = DistributedDataParallel(model, device_ids=[device.index] if use_cuda else None)
+    if settings.compile:
+        net = torch.compile(net)
     kill_at = train_state.kill_point() if resume is not None else None
     bar = tqdm(range(start_epoch, settings.epochs if not stopped else start_epoch), desc=desc,
-               initial=start_epoch, total=settings.epochs, disable=quiet(), leave=False)
+               initial=start_epoch, total=settings.epochs, disable=quiet() or not distributed.is_main(), leave=False)
     for epoch in bar:
         model.train()
         started, loss_sum, seen = time.perf_counter(), 0.0, 0
@@ -185,8 +250,8 @@ def fit(model: nn.Module,
             factor = lr_factor(step, total_steps, warmup_steps, settings.schedule)
             for group in optimizer.param_groups:
                 group["lr"] = settings.lr * factor
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                loss = loss_fn(model(inputs), targets)
+            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                loss = loss_fn(net(inputs), targets)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             if settings.grad_clip > 0:
@@ -201,10 +266,14 @@ def fit(model: nn.Module,
             step += 1
             if kill_at is not None:
                 train_state.maybe_kill(kill_at, resume.labels, epoch + 1, batch)
+        if world > 1:
+            loss_sum, seen = distributed.all_reduce_sum([loss_sum, seen])
         scored_model = ema.module if ema is not None else model
         scored_model.eval()
+        distributed.broadcast_buffers(scored_model)  # every rank scores and keeps rank 0's BN statistics
         with torch.no_grad():
             figures = evaluate(scored_model)
+        figures = distributed.broadcast_object(figures)  # one decision (best epoch, early stop) for all ranks
         record = {"epoch": epoch + 1, "train_loss": loss_sum / max(1, seen),
                   "seconds": time.perf_counter() - started,
                   **{f"valid_{k}": float(v) for k, v in figures.items()}}
@@ -228,7 +297,10 @@ def fit(model: nn.Module,
 
 
 def _check_settings(resume: Resume, saved: dict, current: dict) -> None:
+    defaults = dataclasses.asdict(TrainSettings())
     for key in sorted(set(saved) | set(current)):
+        if key in _NOT_CHECKED or (key not in saved and current.get(key) == defaults.get(key)):
+            continue  # a speed switch, or a setting added since the state was saved, at its default
         if saved.get(key) != current.get(key):
             raise UserError(f"{resume.folder}: the saved training state has {key}={saved.get(key)!r}, this run has "
                             f"{key}={current.get(key)!r}; rerun with --restart to start over")
@@ -237,9 +309,17 @@ def _check_settings(resume: Resume, saved: dict, current: dict) -> None:
 def _save_state(resume: Resume, epoch: int, step: int, stopped: bool, model: nn.Module, optimizer, scaler,
                 ema: EMA | None, best_state: dict | None, best_score: float, best_epoch: int,
                 history: list[dict], settings_values: dict) -> None:
-    """Everything the next epoch depends on, after `epoch` completed epochs (train_state.py)."""
-    optim_tensors, optim_meta = train_state.optimizer_state(optimizer)
+    """Everything the next epoch depends on, after `epoch` completed epochs (train_state.py).
+    Distributed: every rank's random states, written by rank 0 alone."""
     rng_tensors, rng_meta = train_state.rng_state()
+    everyone = distributed.all_gather_object((rng_tensors, rng_meta)) if distributed.active() else []
+    if not distributed.is_main():
+        return
+    rng_ranks = []
+    for r, (other_tensors, other_meta) in enumerate(everyone[1:], 1):
+        rng_tensors.update(train_state.prefixed(f"rank{r}", other_tensors))
+        rng_ranks.append(other_meta)
+    optim_tensors, optim_meta = train_state.optimizer_state(optimizer)
     tensors = {**train_state.prefixed("model", model.state_dict()), **optim_tensors, **rng_tensors}
     if ema is not None:
         tensors.update(train_state.prefixed("ema", ema.module.state_dict()))
@@ -248,4 +328,6 @@ def _save_state(resume: Resume, epoch: int, step: int, stopped: bool, model: nn.
     meta = {"epoch": epoch, "step": step, "stopped": stopped, "best_score": best_score, "best_epoch": best_epoch,
             "history": history, "settings": settings_values, "optimizer": optim_meta, "scaler": scaler.state_dict(),
             "ema_updates": ema.updates if ema is not None else 0, "rng": rng_meta}
+    if everyone:
+        meta.update({"world_size": len(everyone), "rng_ranks": rng_ranks})
     train_state.save(resume, epoch, tensors, meta)

@@ -35,6 +35,8 @@ def train(args) -> int:
     only = parse_fold_list(args.folds, cfg.folds) if args.folds else None
     out = task.train(cfg, task.data_source(args.data), args.name, args.device, only_folds=only,
                      restart=args.restart)
+    if out["row"] is None:  # a rank > 0 of a torchrun, or other processes still train folds of the run
+        return 0
     result = out["result"]
     for line in runs.summary_lines(out["row"], result):
         print(line)

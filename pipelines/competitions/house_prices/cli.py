@@ -42,11 +42,15 @@ def prepare(args) -> int:
     return 0
 
 
-def _train(args, data_dir: Path, test_path: Path | None = None) -> dict:
+def _train(args, data_dir: Path, test_path: Path | None = None) -> dict | None:
+    """The trained run, or None when other processes still train folds of it (the last one to
+    finish records it)."""
     cfg = task.load_config(args.config or task.DEFAULT_CONFIG, configs.parse_overrides(args.set))
     only = parse_fold_list(args.folds, cfg.folds) if args.folds else None
     out = task.train(cfg, data_dir, args.name, args.device, only_folds=only, restart=args.restart,
                      test_path=test_path)
+    if out["row"] is None:
+        return None
     for line in runs.summary_lines(out["row"], out["result"]):
         print(line)
     report.write_after_training(out["run_dir"])
@@ -55,7 +59,7 @@ def _train(args, data_dir: Path, test_path: Path | None = None) -> dict:
 
 def train(args) -> int:
     out = _train(args, _data_dir(args.data))
-    if (out["run_dir"] / "test_predictions.csv").exists():
+    if out is not None and (out["run_dir"] / "test_predictions.csv").exists():
         print(f"next: make submit COMP={task.NAME} RUN={out['run_dir'].name}")
     return 0
 
@@ -87,6 +91,8 @@ def demo(args) -> int:
         folder = _data_dir(args.data)
         print(f"Kaggle data found in {folder}: training on it")
         out = _train(args, folder)
+        if out is None:
+            return 0
         submission = paths.submissions_dir(task.NAME) / f"{out['run_dir'].name}.csv"
         frame = pd.read_csv(out["run_dir"] / "test_predictions.csv")
         task.write_submission(frame, submission, frame[ID])
@@ -99,6 +105,8 @@ def demo(args) -> int:
     if not args.name:
         args.name = paths.default_run_name("ames-" + (args.config or task.DEFAULT_CONFIG))
     out = _train(args, folder)
+    if out is None:
+        return 0
     frame = pd.read_csv(out["run_dir"] / "test_predictions.csv")
     submission = paths.submissions_dir("ames-demo") / f"{out['run_dir'].name}.csv"
     task.write_submission(frame, submission, read_csv(files["test"], with_target=False)[ID])

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ... import atomic, checkpoint, config as configs, folds as folding, kfold, resume, runs, submission
+from ... import atomic, checkpoint, config as configs, distributed, folds as folding, kfold, resume, runs, submission
 from ...device import resolve
 from ...errors import UserError
 from ...metrics import rmse, rmse_log
@@ -135,6 +135,7 @@ def train(cfg: HouseConfig, data_dir: Path, run_name: str | None, device_spec: s
     run with this config and data) keeps its finished folds and members and resumes the others from
     their last epoch; restart (overwrite is its old name) starts over (resume.py)."""
     started = time.perf_counter()
+    distributed.refuse_launched(f"{NAME} trains small models")
     if cfg.model in estimators.CLASSICAL and cfg.target != "log":
         raise UserError(f"config {cfg.name}: model {cfg.model} predicts the log price; set target: log")
     device = resolve(device_spec)
@@ -205,6 +206,11 @@ def train(cfg: HouseConfig, data_dir: Path, run_name: str | None, device_spec: s
                 "rmse": rmse(prices[index], predicted_price)}
 
     result = kfold.run(fold_of_row, fit_fold, score, METRIC, only_folds, store=run_dir)
+    if not result.assembled:  # other processes still train folds of this run: the last one assembles it
+        print(kfold.pending_message(run_dir, result))
+        resume.release(run_dir)
+        return {"row": None, "result": result, "run_dir": run_dir}
+    resume.refresh(run)
     oof = pd.DataFrame({ID: train_frame[ID], "fold": fold_of_row, TARGET: prices,
                         "oof_" + TARGET: result.oof_prediction})
     atomic.write_text(run_dir / "oof.csv", oof.to_csv(index=False))
