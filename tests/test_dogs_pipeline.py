@@ -194,11 +194,12 @@ def test_every_network_family_trains_one_epoch(home, small, config, sets):
 
 
 @needs_package
-@pytest.mark.parametrize("head", ["logreg", "mlp", "tail"])
+@pytest.mark.parametrize("head", ["logreg", "mlp", "mlp+logreg", "tail"])
 def test_frozen_pretrained_features_recipe(home, small, head):
     sets = ("image_size=64", f"head={head}", "batch_size=16")
-    assert train_small(small, f"f-{head}", "effnet-lite0", *sets) == 0
-    run_dir = home / "runs" / "dogs-vs-cats" / f"f-{head}"
+    name = "f-" + head.replace("+", "-")
+    assert train_small(small, name, "effnet-lite0", *sets) == 0
+    run_dir = home / "runs" / "dogs-vs-cats" / name
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["cv"]["rows_scored"] == 62
     if head == "logreg":  # ImageNet features separate cats from dogs even at 64 px
@@ -206,9 +207,23 @@ def test_frozen_pretrained_features_recipe(home, small, head):
     stages = list((home / "data" / "dogs-vs-cats" / "features").glob("*/meta.json"))
     assert stages, "the frozen features are a cached stage"
     stored = pd.read_csv(run_dir / "test_predictions.csv")
-    assert run_cli("predict", "dogs-vs-cats", "--run", f"f-{head}", "--test", small / "test1",
+    assert run_cli("predict", "dogs-vs-cats", "--run", name, "--test", small / "test1",
                    "--out", home / "p.csv", "--device", "cpu") == 0
     np.testing.assert_allclose(pd.read_csv(home / "p.csv")["label"], stored["label"], atol=2e-4)
+    if head == "mlp+logreg":  # both heads stored; the fold's prediction is the mean of their logits
+        from safetensors.torch import load_file
+        state = load_file(str(run_dir / "fold0" / "model.safetensors"))
+        assert {"mlp.net.2.weight", "logreg.fc.weight"} <= set(state)
+        dim = state["logreg.fc.weight"].shape[1]
+        pair = task.PairHead(dim, state["mlp.net.2.weight"].shape[0], 0.5).eval()
+        pair.load_state_dict(state)
+        x = torch.randn(4, dim)
+
+        def dog_logit(logits):
+            return logits[:, 1] - logits[:, 0]
+        with torch.no_grad():
+            torch.testing.assert_close(dog_logit(pair(x)), (dog_logit(pair.mlp(x)) + dog_logit(pair.logreg(x))) / 2)
+            assert not torch.allclose(dog_logit(pair.mlp(x)), dog_logit(pair.logreg(x)))  # two different heads
     if head == "tail":  # only the fine-tuned part is stored
         from safetensors.torch import load_file
         keys = load_file(str(run_dir / "fold0" / "model.safetensors"))

@@ -15,6 +15,7 @@ Predictions are P(dog), averaged over the flip views and the folds, clipped to
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,17 +26,18 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ... import atomic, checkpoint, config as configs, folds as folding, kfold, paths, runs, submission
+from ... import (atomic, checkpoint, config as configs, distributed, folds as folding, kfold, paths, resume, runs,
+                 submission)
 from ...device import resolve
 from ...errors import UserError
 from ...metrics import accuracy, log_loss, roc_auc
-from ...training import TrainSettings, fit, quiet, seed_everything
-from . import augment, data, features, models
+from ...training import Resume, TrainSettings, fit, quiet, seed_everything
+from . import augment, data, device_cache, features, models
 from . import pretrained as P
 
 NAME = "dogs-vs-cats"
 METRIC = "log_loss"
-DEFAULT_CONFIG = "effnet-lite0-mlp"  # best measured: 5-fold CV log loss 0.0342 (no clip), 98.71%
+DEFAULT_CONFIG = "effnet-lite0-pair"  # best measured: 5-fold CV log loss 0.02610, accuracy 99.06% (README, Results)
 ID, TARGET = "id", "label"
 SUBMISSION_COLUMNS = [ID, TARGET]
 CLIP_GRID = (0.0, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05)
@@ -66,12 +68,21 @@ class DogsConfig:
     drop_rate: float = configs.option(0.0, min=0.0, max=0.9)
     width: int = configs.option(32, min=4, help="cnn-small: channels of the first stage")
     channels_last: bool = configs.option(True)
+    # speed on GPUs, and several processes (README, "Scaling out")
+    precision: str = configs.option("auto", choices=["auto", "bf16", "fp16", "fp32"],
+                                    help="auto: bf16 where supported, else fp16 + GradScaler, on CUDA; fp32 on the CPU")
+    compile: bool = configs.option(False, help="torch.compile the training step")
+    gpu_cache: bool | str = configs.option("auto", choices=["auto", "on", "off", True, False],
+                                           help="the uint8 image cache on the training device (auto: CUDA and it "
+                                                "fits); on/off (YAML reads them as true/false)")
+    sync_bn: bool = configs.option(True, help="several GPUs (torchrun): batch norm over the global batch")
     hflip: bool = configs.option(True)
     crop_scale: float = configs.option(1.0, min=0.05, max=1.0, help="RandomResizedCrop min area; 1 = off")
     color_jitter: float = configs.option(0.0, min=0.0, max=1.0)
     # recipe features
     block: int = configs.option(-1, min=-1, help="-1: pooled features; k: activations after blocks[k]")
-    head: str = configs.option("logreg", choices=["logreg", "mlp", "tail"])
+    head: str = configs.option("logreg", choices=["logreg", "mlp", "mlp+logreg", "tail"],
+                               help="mlp+logreg: both heads per fold, their dog logits averaged")
     C: float = configs.option(1.0, min=0.0)
     hidden: int = configs.option(512, min=1)
     # prediction
@@ -184,7 +195,8 @@ def _settings(cfg: DogsConfig, epochs: int | None = None) -> TrainSettings:
     return TrainSettings(epochs=epochs or cfg.epochs, lr=cfg.lr, weight_decay=cfg.weight_decay,
                          optimizer=cfg.optimizer, momentum=cfg.momentum, schedule=cfg.schedule,
                          warmup_epochs=cfg.warmup_epochs, patience=cfg.patience, ema=cfg.ema,
-                         grad_clip=cfg.grad_clip, channels_last=cfg.channels_last, monitor="log_loss")
+                         grad_clip=cfg.grad_clip, channels_last=cfg.channels_last, monitor="log_loss",
+                         precision=cfg.precision, compile=cfg.compile, sync_bn=cfg.sync_bn)
 
 
 def _probabilities(model: nn.Module, batches, device) -> np.ndarray:
@@ -192,20 +204,22 @@ def _probabilities(model: nn.Module, batches, device) -> np.ndarray:
     model.eval()
     with torch.no_grad():
         for x in batches:
-            out.append(torch.softmax(model(x.to(device)).float(), 1)[:, 1].cpu().numpy())
+            out.append(torch.softmax(model(x.to(device, non_blocking=True)).float(), 1)[:, 1].cpu().numpy())
     return np.concatenate(out) if out else np.empty(0)
 
 
 def predict_images(model: nn.Module, images: np.ndarray, norm: dict, device, batch_size: int,
                    tta_flip: bool, desc: str | None = None) -> np.ndarray:
     """P(dog) for uint8 images (N, S, S, 3); with tta_flip the mean over the image and its mirror.
-    With desc, a progress bar (quiet under CI or --quiet)."""
+    With desc, a progress bar (quiet under CI or --quiet). `images` may be the device cache
+    (a uint8 tensor, device_cache.py): then the batches are made on its device."""
     bar = tqdm(total=len(images) * (2 if tta_flip else 1), desc=desc, unit="img", leave=False,
-               disable=desc is None or quiet())
+               disable=desc is None or quiet() or not distributed.is_main())
+    convert = device_cache.to_tensor if isinstance(images, torch.Tensor) else augment.to_tensor
 
     def batches(flip):
         for start in range(0, len(images), batch_size):
-            yield augment.to_tensor(images[start:start + batch_size], norm["mean"], norm["std"], flip)
+            yield convert(images[start:start + batch_size], norm["mean"], norm["std"], flip)
             bar.update(min(batch_size, len(images) - start))
     try:
         prob = _probabilities(model, batches(False), device)
@@ -216,30 +230,65 @@ def predict_images(model: nn.Module, images: np.ndarray, norm: dict, device, bat
     return prob
 
 
+def predict_rows(model: nn.Module, images, norm: dict, device, batch_size: int, tta_flip: bool,
+                 desc: str | None = None) -> np.ndarray:
+    """predict_images for every row; under torchrun each rank predicts its part of the rows and the
+    parts are gathered back in the original row order, on every rank."""
+    part = distributed.rank_slice(len(images))
+    return distributed.gather_rows(predict_images(model, images[part], norm, device, batch_size, tta_flip, desc))
+
+
 def _train_network(cfg: DogsConfig, images: np.ndarray, labels: np.ndarray, train_index, valid_index,
-                   seed: int, device, desc: str):
+                   seed: int, device, desc: str, state: Resume | None = None, device_images=None):
+    """Train one fold's network. Under torchrun every rank trains on its part of each global batch
+    (batch_size stays the global batch) and scores its part of the validation rows, the figures
+    all-reduced. device_images: the cache on the device (device_cache.py), or None."""
     seed_everything(seed)
     model = models.build(cfg.arch, cfg.image_size, cfg.pretrained, cfg.drop_rate, cfg.width)
     norm = models.normalization(model, cfg.arch)
     transform = augment.build(cfg.image_size, cfg.hflip, cfg.crop_scale, cfg.color_jitter, seed=seed)
     targets = torch.from_numpy(labels.astype(np.int64))
 
-    def train_batches(epoch: int):
-        order = train_index[np.random.default_rng(seed * 1000 + epoch).permutation(len(train_index))]
-        for start in range(0, len(order), cfg.batch_size):
-            index = np.sort(order[start:start + cfg.batch_size])
-            batch = augment.apply(transform, images[index])
-            yield augment.to_tensor(batch, norm["mean"], norm["std"]), targets[index]
+    rank_batch = distributed.per_rank_batch(cfg.batch_size)  # = batch_size on one process
 
-    valid_images, valid_labels = images[valid_index], labels[valid_index]
+    def train_batches(epoch: int):
+        if transform is not None:  # augmentation draws depend on (seed, epoch) only: a resumed run repeats them
+            transform.set_random_seed(distributed.rank_seed(seed * 1000 + epoch))  # (and the rank)
+        order = train_index[np.random.default_rng(seed * 1000 + epoch).permutation(len(train_index))]
+        order = distributed.shard_order(order, cfg.batch_size)  # this rank's part of every global batch
+        # Augmented in a background thread, batches ahead of the training step; same batches as in line.
+        yield from augment.batches(images, targets, order, rank_batch, transform, norm["mean"], norm["std"])
+
+    def device_batches(epoch: int):  # flips only, from the cache on the device (device_cache.py)
+        order = train_index[np.random.default_rng(seed * 1000 + epoch).permutation(len(train_index))]
+        order = distributed.shard_order(order, cfg.batch_size)
+        yield from device_cache.batches(device_images, targets, order, rank_batch, cfg.hflip,
+                                        [seed, epoch, distributed.rank()], norm["mean"], norm["std"])
+
+    batches = train_batches
+    if device_images is not None and device_cache.can_train(cfg.hflip, cfg.crop_scale, cfg.color_jitter):
+        batches = device_batches
+    elif device.type == "cuda":
+        def batches(epoch: int):  # pinned host memory in a background thread, for non-blocking copies
+            return device_cache.pinned(train_batches(epoch))
+
+    source = device_images if device_images is not None else images
+    part = valid_index[distributed.rank_slice(len(valid_index))]  # this rank's validation rows
+    valid_images, valid_labels = source[part], labels[part]
 
     def evaluate(net):
         prob = predict_images(net, valid_images, norm, device, cfg.eval_batch_size, tta_flip=False)
-        return {"log_loss": log_loss(valid_labels, clipped(prob, 1e-6)), "accuracy": accuracy(valid_labels, prob)}
+        if not distributed.active():
+            return {"log_loss": log_loss(valid_labels, clipped(prob, 1e-6)),
+                    "accuracy": accuracy(valid_labels, prob)}
+        n = len(valid_labels)
+        total, right, rows = distributed.all_reduce_sum([log_loss(valid_labels, clipped(prob, 1e-6)) * n if n else 0.0,
+                                                         accuracy(valid_labels, prob) * n if n else 0.0, n])
+        return {"log_loss": total / rows, "accuracy": right / rows}
 
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     steps = (len(train_index) + cfg.batch_size - 1) // cfg.batch_size
-    result = fit(model, train_batches, steps, loss_fn, evaluate, _settings(cfg), device, desc=desc)
+    result = fit(model, batches, steps, loss_fn, evaluate, _settings(cfg), device, desc=desc, resume=state)
     model.load_state_dict(result.best_state)
     return model, norm, result
 
@@ -296,11 +345,29 @@ def trainable_state(head: nn.Module, cfg: DogsConfig) -> dict:
     return {k: v for k, v in state.items() if k.startswith(tuple(keep))}
 
 
+class PairHead(nn.Module):
+    """An MLP head and a logistic-regression head on the same features; the mean of their logits.
+
+    With the logistic head's logits (0, z), softmax of the mean gives sigmoid of the mean of the
+    two heads' dog logits: an equal-weight blend in logit space, with nothing fitted on the
+    fold's validation rows."""
+
+    def __init__(self, dim: int, hidden: int, drop: float):
+        super().__init__()
+        self.mlp = MLPHead(dim, hidden, drop)
+        self.logreg = LinearHead(dim)
+
+    def forward(self, x):
+        return (self.mlp(x) + self.logreg(x)) / 2
+
+
 def build_head(cfg: DogsConfig, dim: int, backbone: nn.Module | None) -> nn.Module:
     if cfg.head == "logreg":
         return LinearHead(dim)
     if cfg.head == "mlp":
         return MLPHead(dim, cfg.hidden, cfg.drop_rate)
+    if cfg.head == "mlp+logreg":
+        return PairHead(dim, cfg.hidden, cfg.drop_rate)
     return TailHead(copy.deepcopy(backbone), cfg.block, backbone.num_features)
 
 
@@ -337,13 +404,22 @@ def _fit_logreg(x: np.ndarray, y: np.ndarray, C: float, seed: int) -> LinearHead
 
 
 def _fit_head(cfg: DogsConfig, feats: np.ndarray, labels: np.ndarray, train_index, valid_index,
-              backbone: nn.Module | None, seed: int, device, desc: str):
+              backbone: nn.Module | None, seed: int, device, desc: str, state: Resume | None = None):
     seed_everything(seed)
     views = feats.shape[1]
     if cfg.head == "logreg":
         x = np.asarray(feats[train_index], dtype=np.float32).reshape(len(train_index) * views, -1)
         y = np.repeat(labels[train_index], views)
         return _fit_logreg(x, y, cfg.C, seed), None
+    if cfg.head == "mlp+logreg":
+        mlp, result = _fit_head(dataclasses.replace(cfg, head="mlp"), feats, labels, train_index, valid_index,
+                                backbone, seed, device, desc, state)
+        linear, _ = _fit_head(dataclasses.replace(cfg, head="logreg"), feats, labels, train_index, valid_index,
+                              backbone, seed, device, desc)
+        pair = PairHead(feats.shape[-1], cfg.hidden, cfg.drop_rate)
+        pair.mlp.load_state_dict(mlp.state_dict())
+        pair.logreg.load_state_dict(linear.state_dict())
+        return pair, result
     head = build_head(cfg, feats.shape[-1], backbone)
     if cfg.head == "tail":  # only the tail and classifier learn; BN statistics of the tail adapt
         for p in head.parameters():
@@ -370,7 +446,8 @@ def _fit_head(cfg: DogsConfig, feats: np.ndarray, labels: np.ndarray, train_inde
 
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     steps = (len(train_index) + cfg.batch_size - 1) // cfg.batch_size
-    result = fit(head, train_batches, steps, loss_fn, evaluate, _settings(cfg), torch.device("cpu"), desc=desc)
+    result = fit(head, train_batches, steps, loss_fn, evaluate, _settings(cfg), torch.device("cpu"), desc=desc,
+                 resume=state)
     head.load_state_dict(result.best_state)
     return head, result
 
@@ -395,21 +472,38 @@ def _meta(cfg: DogsConfig, fold: int, norm: dict, extra: dict) -> dict:
 
 
 def train(cfg: DogsConfig, source: Path, run_name: str | None, device_spec: str = "auto",
-          only_folds: list[int] | None = None, overwrite: bool = False, workers: int = 2) -> dict:
+          only_folds: list[int] | None = None, overwrite: bool = False, workers: int = 2,
+          restart: bool = False) -> dict:
+    """k-fold training; an interrupted run resumes when rerun (finished folds kept, the others go on
+    from their last epoch); restart (overwrite is its old name) starts over (resume.py)."""
     started = time.perf_counter()
-    device = resolve(device_spec)
-    train_cache, test_cache = prepare_caches(source, cfg.image_size, workers)
+    if cfg.recipe == "train":
+        device = distributed.setup(device_spec)  # under torchrun: join the process group, cuda:LOCAL_RANK or cpu
+    else:
+        distributed.refuse_launched("recipe features fits small heads on cached features")
+        device = resolve(device_spec)
+    with distributed.main_first():  # one process per node builds the caches, the others reuse them
+        train_cache, test_cache = prepare_caches(source, cfg.image_size, workers)
     for line in (data.summary(train_cache), data.summary(test_cache) if test_cache else "no test images"):
         print(line)
-    run_dir = paths.new_run_dir(NAME, run_name or paths.default_run_name(cfg.name), overwrite)
+    data_print = {"train_fingerprint": train_cache.manifest["fingerprint"],
+                  "test_fingerprint": test_cache.manifest["fingerprint"] if test_cache else None}
+    run = distributed.from_main(lambda: resume.open_run(NAME, run_name, cfg, data_print, restart=restart or overwrite))
+    run_dir = run.path
     labels = train_cache.labels.astype(np.int64)
     fold_of_row = folding.make_folds(labels, cfg.folds, cfg.seed, "labels")
-    folding.save_folds(run_dir / "folds.csv", train_cache.keys, fold_of_row)
+    if distributed.is_main():
+        folding.save_folds(run_dir / "folds.csv", train_cache.keys, fold_of_row)
 
     if cfg.recipe == "train":
         images = np.asarray(train_cache.images)  # small sizes: the whole cache fits in memory
         test_images = np.asarray(test_cache.images) if test_cache is not None else None
         stage_seconds = 0.0
+        device_images = device_test_images = None
+        nbytes = images.nbytes + (test_images.nbytes if test_images is not None else 0)
+        if device_cache.wanted(cfg.gpu_cache, device, nbytes):  # predictions (and flip-only training) from there
+            device_images = device_cache.to_device(images, device)
+            device_test_images = device_cache.to_device(test_images, device) if test_images is not None else None
     else:
         t0 = time.perf_counter()
         backbone = make_backbone(cfg)
@@ -423,18 +517,20 @@ def train(cfg: DogsConfig, source: Path, run_name: str | None, device_spec: str 
     def fit_fold(fold: int, train_index: np.ndarray, valid_index: np.ndarray) -> kfold.FoldOutput:
         seed = cfg.seed + fold
         fold_started = time.perf_counter()
+        state = Resume(run_dir / f"fold{fold}" / "last", f"fold {fold} seed {seed}", {"fold": fold})
         if cfg.recipe == "train":
             model, norm_, result = _train_network(cfg, images, labels, train_index, valid_index, seed, device,
-                                                  f"fold {fold}")
-            valid = predict_images(model, images[valid_index], norm_, device, cfg.eval_batch_size, cfg.tta_flip,
-                                   f"predict fold {fold} (valid)")
-            test = (predict_images(model, test_images, norm_, device, cfg.eval_batch_size, cfg.tta_flip,
-                                   f"predict fold {fold} (test)")
+                                                  f"fold {fold}", state, device_images)
+            source_images = device_images if device_images is not None else images
+            valid = predict_rows(model, source_images[valid_index], norm_, device, cfg.eval_batch_size,
+                                 cfg.tta_flip, f"predict fold {fold} (valid)")
+            test = (predict_rows(model, device_test_images if device_test_images is not None else test_images,
+                                 norm_, device, cfg.eval_batch_size, cfg.tta_flip, f"predict fold {fold} (test)")
                     if test_images is not None else None)
             state, extra = model.state_dict(), {}
         else:
             model, result = _fit_head(cfg, train_feats, labels, train_index, valid_index, backbone, seed, device,
-                                      f"fold {fold}")
+                                      f"fold {fold}", state)
             norm_ = norm
             valid = head_probabilities(model, train_feats[valid_index])
             test = head_probabilities(model, test_feats) if test_feats is not None else None
@@ -442,13 +538,20 @@ def train(cfg: DogsConfig, source: Path, run_name: str | None, device_spec: str 
             extra = {"backbone_sha": backbone_sha, "feature_dim": int(train_feats.shape[-1])}
         history = result.history if result is not None else []
         best_epoch = result.best_epoch if result is not None else 0
-        checkpoint.save(run_dir / f"fold{fold}", state,
-                        _meta(cfg, fold, norm_, {**extra, "best_epoch": best_epoch, "history": history}))
+        if distributed.is_main():
+            checkpoint.save(run_dir / f"fold{fold}", state,
+                            _meta(cfg, fold, norm_, {**extra, "best_epoch": best_epoch, "history": history}))
         return kfold.FoldOutput(valid, test, {"best_epoch": best_epoch,
                                               "seconds": round(time.perf_counter() - fold_started, 1)})
 
     result = kfold.run(fold_of_row, fit_fold, lambda index, prob: scores(labels[index], prob, cfg.clip),
-                       METRIC, only_folds)
+                       METRIC, only_folds, store=run_dir)
+    if not result.assembled:  # a rank > 0, or other processes still train folds of this run
+        if result.pending:
+            print(kfold.pending_message(run_dir, result))
+        resume.release(run_dir)
+        return {"row": None, "result": result, "run_dir": run_dir}
+    resume.refresh(run)
     scored = ~np.isnan(result.oof_prediction)
     scan = clip_scan(labels[scored], result.oof_prediction[scored])
     result.cv.update(scan)
@@ -458,22 +561,26 @@ def train(cfg: DogsConfig, source: Path, run_name: str | None, device_spec: str 
     if test_cache is not None and result.test_prediction is not None:
         frame = submission_frame(test_cache.ids, result.test_prediction, cfg.clip)
         write_submission(frame, run_dir / "test_predictions.csv", test_cache.ids)
-    wall = time.perf_counter() - started
+    wall = time.perf_counter() - started + result.resumed_seconds  # a resumed run: its earlier folds too
+    folds_done = [s["fold"] for s in result.fold_scores]
     row = runs.record(run_dir, competition=NAME, config=cfg, result=result, metric=METRIC,
-                      greater_is_better=False, wall_s=wall, device=str(device),
-                      data={"train": str(source), "train_fingerprint": train_cache.manifest["fingerprint"],
-                            "test_fingerprint": test_cache.manifest["fingerprint"] if test_cache else None,
+                      greater_is_better=False, wall_s=wall,
+                      device=str(device) + (f" x{distributed.world_size()} ({distributed.backend()})"
+                                            if distributed.active() else ""),
+                      data={"train": str(source), **data_print,
                             "test_images": int(len(test_cache.ids)) if test_cache else 0},
                       extra={"accuracy": result.cv["accuracy"], "roc_auc": result.cv["roc_auc"],
-                             "feature_stage_s": round(stage_seconds, 1)})
+                             "feature_stage_s": round(stage_seconds, 1), "resumed_folds": result.resumed_folds},
+                      register=run.recorded_folds != folds_done)
+    resume.mark_recorded(run, folds_done)
+    resume.release(run_dir)
     return {"row": row, "result": result, "run_dir": run_dir}
 
 
 # --------------------------------------------------------------------------- predict
 
 def _load_folds(run_dir: Path) -> list[tuple[dict, dict]]:
-    folders = sorted(run_dir.glob("fold*"), key=lambda p: p.name)
-    folders = [f for f in folders if f.is_dir()]
+    folders = kfold.finished_fold_dirs(run_dir)
     if not folders:
         raise UserError(f"{run_dir}: no fold checkpoints found")
     loaded = []
@@ -481,11 +588,18 @@ def _load_folds(run_dir: Path) -> list[tuple[dict, dict]]:
         state, meta = checkpoint.load(folder)
         if meta.get("competition") != NAME:
             raise UserError(f"{folder}: checkpoint is for {meta.get('competition')!r}, not {NAME}")
+        differs = loaded and configs.first_difference(loaded[0][1].get("config", {}), meta.get("config", {}))
+        if differs:
+            raise UserError(f"{folder}: checkpoint from another config than {folders[0].name} ({differs}); "
+                            f"a run's folds must share one config")
         loaded.append((state, meta))
     return loaded
 
 
 def _load_into(module: nn.Module, state: dict, where: str, strict: bool = True) -> None:
+    problem = checkpoint.mismatch(module, state, strict)
+    if problem is not None:
+        raise UserError(f"{where}: weights do not fit the model in its config ({problem})")
     try:
         missing, unexpected = module.load_state_dict(state, strict=strict)
     except RuntimeError as exc:
