@@ -1,72 +1,139 @@
 """make bench: measured figures, written to benchmarks/RESULTS.md.
 
-Each benchmark is a function returning Markdown; run one alone with
-`python -m benchmarks.run house_prices`.
+Each benchmark is a function `run(quick) -> Markdown` in its own module; run one alone with
+`python -m benchmarks.run NAME [NAME ...] [--quick] [--out FILE]`.
+
+* All benchmarks (the default, `make bench`): RESULTS.md is written anew.
+* Some benchmarks: their sections of RESULTS.md are replaced, the others kept.
+* --quick: small sizes, for development and tests; written to benchmarks/out/RESULTS-quick.md
+  unless --out says otherwise, so RESULTS.md only ever holds full runs.
+
+Each section records the load average (1/5/15 min) at its start and end, since other jobs
+may share the CPU, and its wall time.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
+import re
 import sys
-import tempfile
 import time
+import traceback
 from pathlib import Path
+from typing import Callable
 
-ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared" / "data"
+from . import datapath, flops, house_prices, memory, prepare, time_to_accuracy
+from .common import OUT, loadavg
+
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+QUICK_RESULTS = OUT / "RESULTS-quick.md"
+
+BENCHMARKS: dict[str, Callable[[bool], str]] = {
+    "datapath": datapath.run,
+    "flops": flops.run,
+    "prepare": prepare.run,
+    "house_prices": house_prices.run,
+    "time_to_accuracy": time_to_accuracy.run,
+    "memory": memory.run,
+}
 
 
 def machine() -> str:
+    import albumentations
     import numpy
+    import onnxruntime
     import pandas
+    import PIL
+    import simplejpeg
     import sklearn
+    import timm
     import torch
+    import torchvision
 
-    return (f"- machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}\n"
-            f"- torch {torch.__version__} ({torch.get_num_threads()} threads), numpy {numpy.__version__}, "
-            f"pandas {pandas.__version__}, scikit-learn {sklearn.__version__}\n")
-
-
-def house_prices() -> str:
-    """Ours vs the d2l recipe, both 5-fold on Kaggle's train.csv: CV and wall time."""
-    from pipelines.competitions.house_prices import task
-
-    data = SHARED / "house-prices"
-    lines = ["## House Prices: ours vs the d2l recipe (5-fold CV on Kaggle's train.csv, 1,460 rows scored)\n",
-             "| config | CV log-RMSE | fold mean +- std | wall s (train + predict test) |",
-             "| --- | --- | --- | --- |"]
-    with tempfile.TemporaryDirectory() as home:
-        os.environ["PIPELINES_HOME"] = home
-        os.environ["PIPELINES_QUIET"] = "1"
-        for name in ("d2l-linear", "mlp"):
-            cfg = task.load_config(name)
-            started = time.perf_counter()
-            out = task.train(cfg, data, f"bench-{name}", "cpu")
-            wall = time.perf_counter() - started
-            cv = out["result"].cv
-            lines.append(f"| {name} | {cv['rmse_log']:.5f} | {cv['rmse_log_fold_mean']:.5f} +- "
-                         f"{cv['rmse_log_fold_std']:.5f} | {wall:.1f} |")
-    return "\n".join(lines) + "\n"
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        with open("/proc/meminfo") as fh:
+            mem = f", {int(fh.readline().split()[1]) / 2**20:.0f} GiB RAM"
+    except (OSError, ValueError, IndexError):
+        mem = ""
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return (f"- machine: {cpu} ({platform.machine()}), {os.cpu_count()} cores ({usable} usable){mem}, "
+            f"{platform.system()} {platform.release()}, Python {platform.python_version()}\n"
+            f"- torch {torch.__version__} ({torch.get_num_threads()} threads by default, "
+            f"{torch.__config__.parallel_info().splitlines()[-1].strip() or 'OpenMP'}), torchvision "
+            f"{torchvision.__version__}, timm {timm.__version__}, onnxruntime {onnxruntime.__version__}\n"
+            f"- numpy {numpy.__version__}, pandas {pandas.__version__}, scikit-learn {sklearn.__version__}, "
+            f"Pillow {PIL.__version__}, simplejpeg {simplejpeg.__version__}, albumentations "
+            f"{albumentations.__version__}\n")
 
 
-BENCHMARKS = {"house_prices": house_prices}
+def header(quick: bool) -> str:
+    kind = "quick mode (small sizes; not for quoting)" if quick else "full run"
+    return (f"# Benchmarks\n\nWritten by `make bench` (`python -m benchmarks.run`), {kind}, "
+            f"{time.strftime('%Y-%m-%d %H:%M')}. Every ratio is measured in one run on this machine; "
+            "other jobs may have shared the CPU (see each section's load average, 1/5/15 min).\n\n"
+            f"{machine()}")
+
+
+def run_one(name: str, quick: bool) -> str:
+    started, load0 = time.perf_counter(), loadavg()
+    stamp = time.strftime("%Y-%m-%d %H:%M")
+    try:
+        body = BENCHMARKS[name](quick).rstrip() + "\n"
+    except Exception:
+        body = f"## {name}\n\n**failed**:\n\n```\n{traceback.format_exc()}```\n"
+    wall = time.perf_counter() - started
+    note = (f"\n_{name}{' --quick' if quick else ''}: {stamp}, {wall:.0f} s; load average {load0} at the start, "
+            f"{loadavg()} at the end._\n")
+    return f"<!-- bench:{name} -->\n{body}{note}<!-- /bench:{name} -->\n"
+
+
+_SECTION = re.compile(r"<!-- bench:(\w+) -->\n.*?<!-- /bench:\1 -->\n", re.S)
+
+
+def merge(old: str, sections: dict[str, str], head: str) -> str:
+    """The Markdown file: `head`, then the sections of `old` with `sections` replacing or joining
+    them, in BENCHMARKS order."""
+    kept = {m.group(1): m.group(0) for m in _SECTION.finditer(old)}
+    kept.update(sections)
+    ordered = [kept[n] for n in BENCHMARKS if n in kept] + [v for n, v in kept.items() if n not in BENCHMARKS]
+    return head + "\n" + "\n".join(ordered)
 
 
 def main(argv: list[str]) -> int:
-    chosen = argv or list(BENCHMARKS)
-    sections = [f"# Benchmarks\n\nWritten by `make bench` on {time.strftime('%Y-%m-%d %H:%M')}.\n\n{machine()}"]
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", metavar="NAME",
+                        help=f"benchmarks to run (default all: {', '.join(BENCHMARKS)})")
+    parser.add_argument("--quick", action="store_true", help="small sizes, for development and tests")
+    parser.add_argument("--out", type=Path, help="Markdown file to write (default RESULTS.md; with --quick "
+                                                 "benchmarks/out/RESULTS-quick.md)")
+    args = parser.parse_args(argv)
+    unknown = [n for n in args.names if n not in BENCHMARKS]
+    if unknown:
+        print(f"error: unknown benchmark {unknown[0]!r}; known: {', '.join(BENCHMARKS)}", file=sys.stderr)
+        return 2
+    chosen = list(dict.fromkeys(args.names)) or list(BENCHMARKS)
+    out = args.out or (QUICK_RESULTS if args.quick else RESULTS)
+    # all of them: a new file; some: the other sections of the file stay
+    old = out.read_text() if out.exists() and set(chosen) != set(BENCHMARKS) else ""
+    os.environ.setdefault("PIPELINES_QUIET", "1")
+    sections: dict[str, str] = {}
     for name in chosen:
-        if name not in BENCHMARKS:
-            print(f"error: unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)}", file=sys.stderr)
-            return 2
-        print(f"running {name} ...", flush=True)
-        section = BENCHMARKS[name]()
-        print(section)
-        sections.append(section)
-    RESULTS.write_text("\n".join(sections))
-    print(f"wrote {RESULTS}")
+        print(f"running {name}{' (quick)' if args.quick else ''} ...", flush=True)
+        sections[name] = run_one(name, args.quick)
+        print(sections[name], flush=True)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(merge(old, sections, header(args.quick)))   # after each: a crash keeps the rest
+    print(f"wrote {out}")
     return 0
 
 

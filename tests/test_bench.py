@@ -1,0 +1,68 @@
+"""The benchmark harness in quick mode: each benchmark writes its Markdown section with the
+expected rows (no timing assertions), and running some benchmarks keeps the other sections."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from conftest import DOGS, ROOT
+
+sys.path.insert(0, str(ROOT))
+
+from benchmarks import run as bench  # noqa: E402
+
+needs_dogs = pytest.mark.skipif(not (DOGS / "train").is_dir() or not (DOGS / "originals").is_dir(),
+                                reason=f"{DOGS} not available")
+
+
+def rows(markdown: str, first_cell: str) -> list[list[str]]:
+    out = []
+    for line in markdown.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("|") and cells[0] == first_cell:
+            out.append(cells)
+    return out
+
+
+@needs_dogs
+def test_quick_datapath_and_prepare_write_their_tables(tmp_path, monkeypatch):
+    monkeypatch.setenv("PIPELINES_HOME", str(tmp_path / "home"))
+    out = tmp_path / "RESULTS.md"
+    assert bench.main(["datapath", "prepare", "--quick", "--out", str(out)]) == 0
+    text = out.read_text()
+    assert text.startswith("# Benchmarks") and "cores" in text and "torch " in text
+    assert "failed" not in text
+    for name in ("datapath", "prepare"):
+        assert f"<!-- bench:{name} -->" in text and f"<!-- /bench:{name} -->" in text
+        assert f"_{name} --quick:" in text and "load average" in text
+
+    lenet = rows(text, "lenet")
+    main = [r for r in lenet if len(r) == 11]          # the data-path table: one row per model
+    assert len(main) == 1
+    ceiling, ours, ratio, naive, vs_naive = main[0][4], main[0][5], main[0][6], main[0][8], main[0][9]
+    for cell in (ceiling, ours, naive):
+        assert "%" in cell and float(cell.split()[0].replace(",", "")) > 0     # img/s (MFU %)
+    assert float(ratio.strip("*").split()[0].strip("*")) > 0 and float(vs_naive.strip("*")) > 0
+    assert "Goals:" in text and "Profile of (a) for LeNet" in text and "`aten::" in text
+
+    methods = [r[2] for r in rows(text, "shared 200 px (200)")]
+    assert methods == ["plain PIL loop (no draft), 1 process", "our decode, PIL only (draft), 1 process",
+                       "our decode (simplejpeg at draft scale), 1 process",
+                       "prepare stage `build_cache`, 1 process", "prepare stage `build_cache`, 2 workers"]
+    assert len(rows(text, "originals (40)")) == 5
+    assert "identical for 200 of 200 images" in text          # the faster decoder gives the same pixels
+
+
+def test_running_some_benchmarks_keeps_the_other_sections(tmp_path, monkeypatch):
+    monkeypatch.setitem(bench.BENCHMARKS, "house_prices", lambda quick: "## House\n\nnew figures\n")
+    out = tmp_path / "RESULTS.md"
+    out.write_text(bench.merge("", {"prepare": "<!-- bench:prepare -->\nold prepare\n<!-- /bench:prepare -->\n",
+                                    "house_prices": "<!-- bench:house_prices -->\nold house\n"
+                                                    "<!-- /bench:house_prices -->\n"}, "# Benchmarks\n"))
+    assert bench.main(["house_prices", "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "old prepare" in text and "new figures" in text and "old house" not in text
+    assert text.index("bench:prepare") < text.index("bench:house_prices")   # BENCHMARKS order
+    assert bench.main(["nope", "--out", str(out)]) == 2
