@@ -50,36 +50,125 @@ def read_lines(path: Path | None = None) -> list[dict]:
 
 
 def read(path: Path | None = None) -> list[dict]:
-    """One row per run, with later update rows merged in.
+    """One row per (competition, run name): the newest run row, with its Kaggle state merged in.
 
-    The registry stays append-only: an update row {"kind": "kaggle", "competition", "run",
-    "status", "public", ...} sets the "kaggle" record and "public" score of the latest run
-    row of that competition and name above it; an update for an unknown run is ignored.
+    The registry stays append-only and is resolved here, on read. A run name reused with
+    --restart appends a new run row; the newest one wins, so the stale one (whose files are
+    gone) is not shown. Every run row carries a "training_id" (one per training: a resumed run
+    keeps it, a restart gets a new one; rows written before it existed have none).
+
+    An update row {"kind": "kaggle", "competition", "run", "status", "public", ...} sets the
+    "kaggle" record and "public" score of the run row it belongs to: the one of its
+    "training_id" (the training whose predictions were submitted), or, for update rows written
+    before training ids existed, the latest run row of that competition and name above it.
+    An update whose training id is null (a submission no recorded training matches) or whose
+    training is no longer the newest of its name, or for an unknown run, is not shown.
     """
-    rows: list[dict] = []
-    latest: dict[tuple, dict] = {}
-    for row in read_lines(path):
+    latest: dict[tuple, dict] = {}        # (competition, run) -> its newest run row
+    epoch: dict[tuple, str] = {}          # (competition, run) -> that row's training (or line) id
+    alias: dict[tuple, str] = {}          # (competition, run, training id) -> id it continues
+    updates: dict[tuple, dict] = {}       # (competition, run, training or line id) -> latest update
+    for number, row in enumerate(read_lines(path)):
         if not isinstance(row, dict):
             continue
+        key = (row.get("competition"), row.get("run"))
         kind = row.get("kind")
         if kind is None:
-            row = dict(row)
-            rows.append(row)
-            latest[(row.get("competition"), row.get("run"))] = row
+            training = row.get("training_id") or f"line:{number}"
+            if row.get("continues_legacy") and key in epoch and epoch[key].startswith("line:"):
+                # the same training, recorded before training ids existed: keep its Kaggle state
+                alias[(*key, training)] = epoch[key]
+            latest.pop(key, None)         # the newest row of a name takes the newest place
+            latest[key] = dict(row)
+            epoch[key] = alias.get((*key, training), training)
         elif kind == "kaggle":
-            target = latest.get((row.get("competition"), row.get("run")))
-            if target is not None:
-                target["kaggle"] = {k: v for k, v in row.items() if k not in ("kind", "competition", "run")}
-                target["public"] = row.get("public")
-    return rows
+            if "training_id" in row:
+                training = row["training_id"]
+                if training is None:
+                    continue
+                training = alias.get((*key, training), training)
+            elif key in epoch:
+                training = epoch[key]     # an older update row: the run row above it
+            else:
+                continue
+            updates[(*key, training)] = row
+    for key, row in latest.items():
+        update = updates.get((*key, epoch[key]))
+        if update is not None:
+            row["kaggle"] = {k: v for k, v in update.items()
+                             if k not in ("kind", "competition", "run", "training_id")}
+            row["public"] = update.get("public")
+    return list(latest.values())
+
+
+def _submitted_training(competition: str, run: str, lines: list[dict], ref: str | None,
+                        message: str | None) -> tuple[bool, str | None]:
+    """(known, training id) of the training a Kaggle submission of `run` was made from.
+
+    By its ref, when an earlier update row of that ref names a training; else by its message
+    (`kaggle.submission_message`, which holds the run's CV and commit) matched against the
+    run's record on disk, then its registry rows, newest first; else, without a message, the
+    training on disk. known is False when the match is the run's newest record and that was
+    written before training ids existed: the update row then carries no id and attaches to the
+    run row above it, as such rows always did. A submission from an older training, or one no
+    record matches, gives (True, None): the update is kept but shown with no run.
+    """
+    key = (competition, run)
+    mine = [r for r in lines if isinstance(r, dict) and (r.get("competition"), r.get("run")) == key]
+    if ref:
+        for row in reversed(mine):
+            if row.get("kind") == "kaggle" and str(row.get("ref") or "") == str(ref) and row.get("training_id"):
+                return True, row["training_id"]
+    on_disk = None
+    try:
+        on_disk = json.loads((paths.runs_dir(competition) / run / "run.json").read_text())
+    except (OSError, ValueError):
+        pass
+    rows = [r for r in reversed(mine) if r.get("kind") is None]
+    newest = rows[0] if rows else None
+    candidates = ([on_disk] if isinstance(on_disk, dict) else []) + rows
+    if not message:
+        matched = candidates[0] if candidates else None
+    else:
+        from .kaggle import submission_message
+
+        def made_from(candidate: dict) -> bool:
+            try:
+                return submission_message(candidate) == message.strip()
+            except (KeyError, TypeError, ValueError):
+                return False
+        matched = next((c for c in candidates if made_from(c)), None)
+    if matched is None:
+        return (True, None) if message else (False, None)
+    if matched.get("training_id"):
+        return True, matched["training_id"]
+    if newest is None or (not newest.get("training_id") and (matched is on_disk or matched is newest)):
+        return False, None
+    return True, None
 
 
 def record_kaggle(competition: str, run: str, *, status: str, public: float | None,
-                  path: Path | None = None, **extra) -> dict:
-    """Append a Kaggle update row for a run: its submission's status and public score."""
+                  path: Path | None = None, training_id: str | None = None, **extra) -> dict:
+    """Append a Kaggle update row for a run: its submission's status and public score.
+
+    The row names the training the submission was made from (training_id; found from the
+    submission's ref or message when not given), so that a run name reused with --restart
+    never shows the old training's public score. An update identical to the last one recorded
+    for that training is not appended again."""
     row = {"kind": "kaggle", "competition": competition, "run": run, "status": status,
            "public": None if public is None else float(public),
            "date": datetime.now().isoformat(timespec="seconds"), **extra}
+    lines = read_lines(path)
+    known, found = (True, training_id) if training_id is not None else \
+        _submitted_training(competition, run, lines, extra.get("ref"), extra.get("message"))
+    if known:
+        row["training_id"] = found
+        previous = next((r for r in reversed(lines) if isinstance(r, dict) and r.get("kind") == "kaggle"
+                         and (r.get("competition"), r.get("run")) == (competition, run)
+                         and "training_id" in r and r["training_id"] == found), None)
+        undated = [{k: v for k, v in r.items() if k != "date"} for r in (previous or {}, row)]
+        if found is not None and previous is not None and undated[0] == undated[1]:
+            return row
     append(row, path)
     return row
 

@@ -6,13 +6,14 @@ import json
 import platform
 import subprocess
 import sys
+import uuid
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from . import atomic, leaderboard, paths
+from . import atomic, leaderboard, paths, resume
 from .errors import UserError
 from .config import as_dict, config_hash
 
@@ -32,7 +33,9 @@ def code_version() -> dict:
 def record(run_dir: Path, *, competition: str, config, result, metric: str, greater_is_better: bool,
            wall_s: float, device: str, data: dict, extra: dict | None = None, register: bool = True) -> dict:
     """Write run.json and metrics.json (atomically) and append the registry row (unless register
-    is False: a resumed run whose row is already in the registry)."""
+    is False: a resumed run whose row is already in the registry). Both carry the run's
+    training_id (see training_id), which the leaderboard uses to tell a restarted run from its
+    earlier training."""
     cv = float(result.cv[metric])
     row = {
         "run": run_dir.name, "competition": competition, "config": config.name,
@@ -44,11 +47,37 @@ def record(run_dir: Path, *, competition: str, config, result, metric: str, grea
         "host": platform.node(), "path": str(run_dir), "deterministic": _deterministic(),
     }
     row.update(extra or {})
+    row.update(training_id(run_dir, register, config.name))
     atomic.write_json(run_dir / "metrics.json", {"cv": result.cv, "folds": result.fold_scores})
     atomic.write_json(run_dir / "run.json", {**row, "config_values": as_dict(config)})
     if register:
         leaderboard.append(row)
     return row
+
+
+def training_id(run_dir: Path, register: bool = True, config_name: str | None = None) -> dict:
+    """{"training_id": ID} for the training now in run_dir: one id per training, kept in its
+    run_state.json, so a resumed run (more folds, a rerun) keeps it and a --restart (which
+    writes a fresh run_state.json) gets a new one. A folder without run_state.json (a blend)
+    gets a new id each time it is recorded, and so does one whose run_state.json names another
+    config (a blend written over a trained run's folder). Called under the run's assembly lock.
+
+    A training first recorded before ids existed (recorded_folds set, no id) that is recorded
+    again gets its id with "continues_legacy": its earlier registry rows, which have no id, are
+    the same training. Re-recorded without a registry row, it stays without an id, like them."""
+    state = resume.read_state(run_dir)
+    if state is not None and config_name is not None and state.get("config_name") != config_name:
+        state = None
+    if state is not None and state.get("training_id"):
+        return {"training_id": state["training_id"]}
+    if state is not None and state.get("recorded_folds") is not None and not register:
+        return {}
+    made = {"training_id": uuid.uuid4().hex}
+    if state is not None:
+        atomic.write_json(run_dir / resume.STATE, {**state, **made})
+        if state.get("recorded_folds") is not None:
+            made["continues_legacy"] = True
+    return made
 
 
 def _deterministic() -> bool:
