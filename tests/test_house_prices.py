@@ -203,7 +203,8 @@ def test_features_are_clipped_to_the_training_range(house_data):
     assert abs(x[0, column] - high) < 1e-5
 
 
-@pytest.mark.parametrize("config,extra", [("lasso", []), ("gbm", ["--set", "n_estimators=60", "--set", "lr=0.1"])])
+@pytest.mark.parametrize("config,extra", [("lasso", []), ("gbm", ["--set", "n_estimators=60", "--set", "lr=0.1",
+                                                                 "--set", "seeds_per_fold=2"])])
 def test_classical_models_train_predict_from_checkpoints(home, house_data, config, extra, capsys):
     assert main(["train", "house-prices", "--config", config, "--data", str(house_data), "--name", config,
                  "--set", "folds=3", *extra]) == 0
@@ -219,6 +220,8 @@ def test_classical_models_train_predict_from_checkpoints(home, house_data, confi
     if config == "gbm":  # LightGBM's own text format, no pickle; a damaged file is a clear error
         model_file = run_dir / "fold0" / "member0" / "model.lgb.txt"
         assert model_file.read_text().startswith("tree")
+        # two seeds per fold: two different models, both used by predict (which matched above)
+        assert model_file.read_text() != (run_dir / "fold0" / "member1" / "model.lgb.txt").read_text()
         model_file.write_text("not a model")
         assert main(["predict", "house-prices", "--run", config, "--test", str(house_data / "test.csv"),
                      "--out", str(home / "q.csv")]) == 2
@@ -243,3 +246,47 @@ def test_classical_model_needs_log_target(home, house_data, capsys):
     assert main(["train", "house-prices", "--config", "lasso", "--data", str(house_data),
                  "--set", "target=raw"]) == 2
     assert "log" in capsys.readouterr().err
+
+
+def test_interactions_are_category_indicators_times_the_scaled_value(house_data):
+    frame = read_csv(house_data / "train.csv", with_target=True)
+    plain = Preprocessor("full", clip_quantile=0.01).fit(frame.iloc[:1000])
+    pre = Preprocessor("full", clip_quantile=0.01,
+                       interactions=["Neighborhood*GrLivArea", "MSZoning*OverallQual"]).fit(frame.iloc[:1000])
+    rows = frame.iloc[1000:].copy()
+    rows.iloc[0, rows.columns.get_loc("Neighborhood")] = "Atlantis"  # unseen: no slope column set
+    x, base = pre.transform(rows), plain.transform(rows)
+    assert x.shape[1] == pre.n_features == base.shape[1] + len(pre.state["categories"]["Neighborhood"]) \
+        + len(pre.state["categories"]["MSZoning"])
+    np.testing.assert_array_equal(x[:, :base.shape[1]], base)  # the plain matrix comes first, unchanged
+    hoods = pre.state["categories"]["Neighborhood"]
+    slopes = x[:, base.shape[1]:base.shape[1] + len(hoods)]
+    size = base[:, pre.state["numeric"].index("GrLivArea")]
+    for i in range(1, len(rows)):
+        j = hoods.index(rows["Neighborhood"].iloc[i])
+        assert slopes[i, j] == pytest.approx(size[i], abs=1e-6)
+        assert np.count_nonzero(np.delete(slopes[i], j)) == 0
+    assert not slopes[0].any()
+    # the state is JSON and round-trips
+    again = Preprocessor(state=json.loads(json.dumps(pre.state)))
+    np.testing.assert_array_equal(again.transform(rows), x)
+
+
+@pytest.mark.parametrize("value,message", [
+    ("[Neighbourhood*GrLivArea]", "'Neighbourhood' is not a categorical column (did you mean 'Neighborhood'?)"),
+    ("[Neighborhood*GrLivAria]", "'GrLivAria' is not a numeric column (did you mean 'GrLivArea'?)"),
+    ("[Neighborhood]", "must be CATEGORICAL*NUMERIC"),
+    ("[GrLivArea*Neighborhood]", "'GrLivArea' is not a categorical column"),
+])
+def test_bad_interactions_are_one_line_errors(home, house_data, capsys, value, message):
+    assert main(["train", "house-prices", "--config", "lasso", "--data", str(house_data), "--name", "bad",
+                 "--set", f"interactions={value}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not (home / "runs" / "house-prices" / "bad").exists()
+
+
+def test_interactions_need_the_full_recipe(home, house_data, capsys):
+    assert main(["train", "house-prices", "--config", "d2l-linear", "--data", str(house_data),
+                 "--set", "interactions=[Neighborhood*GrLivArea]"]) == 2
+    assert "features: full" in capsys.readouterr().err

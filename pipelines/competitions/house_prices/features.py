@@ -14,9 +14,12 @@ fold's weights, so prediction never unpickles anything.
 
 from __future__ import annotations
 
+import difflib
+
 import numpy as np
 import pandas as pd
 
+from ...errors import UserError
 from .data import CATEGORICAL, NUMERIC
 
 QUALITY = {"Ex": 5, "Gd": 4, "TA": 3, "Fa": 2, "Po": 1, "None": 0}
@@ -38,6 +41,39 @@ NA_MEANS_ZERO = ["MasVnrArea", "BsmtFinSF1", "BsmtFinSF2", "BsmtUnfSF", "TotalBs
                  "BsmtHalfBath", "GarageCars", "GarageArea"]
 AS_CATEGORY = ["MSSubClass", "MoSold", "YrSold"]
 SKEW_THRESHOLD = 0.75
+
+
+ENGINEERED = ["TotalSF", "TotalBath", "TotalPorchSF", "Age", "RemodAge", "QualSF",
+              "HasPool", "Has2ndFlr", "HasGarage", "HasBsmt", "HasFireplace"]
+
+
+def full_columns() -> tuple[list[str], list[str]]:
+    """(numeric, categorical) columns of the "full" recipe, in matrix order."""
+    numeric = [c for c in NUMERIC if c not in AS_CATEGORY] + [c + "_ord" for c in ORDINALS] + ENGINEERED
+    categorical = [c for c in CATEGORICAL if c not in ORDINALS] + [c + "_cat" for c in AS_CATEGORY]
+    return numeric, categorical
+
+
+def parse_interactions(specs: list[str], where: str = "interactions") -> list[list[str]]:
+    """["Neighborhood*GrLivArea", ...] -> [["Neighborhood", "GrLivArea"], ...], checked against the
+    full recipe's columns: a categorical column, then a numeric one."""
+    numeric, categorical = full_columns()
+    pairs = []
+    for spec in specs:
+        parts = [p.strip() for p in str(spec).split("*")]
+        if len(parts) != 2:
+            raise UserError(f"{where}: {spec!r} must be CATEGORICAL*NUMERIC, e.g. 'Neighborhood*GrLivArea'")
+        cat, num = parts
+        if cat not in categorical:
+            close = difflib.get_close_matches(cat, categorical, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise UserError(f"{where}: {spec!r}: {cat!r} is not a categorical column{hint}")
+        if num not in numeric:
+            close = difflib.get_close_matches(num, numeric, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise UserError(f"{where}: {spec!r}: {num!r} is not a numeric column{hint}")
+        pairs.append([cat, num])
+    return pairs
 
 
 def _engineer(frame: pd.DataFrame) -> pd.DataFrame:
@@ -69,11 +105,14 @@ class Preprocessor:
     """fit(frame) learns the state from training rows; transform(frame) returns a float32 matrix."""
 
     def __init__(self, recipe: str = "full", state: dict | None = None, clip_quantile: float = 0.0,
-                 scaling: str = "standard"):
+                 scaling: str = "standard", interactions: list[str] | None = None):
         self.recipe = recipe
         self.state = state
         self.clip_quantile = clip_quantile
         self.scaling = scaling
+        self.interactions = parse_interactions(interactions or [])
+        if self.interactions and recipe != "full":
+            raise UserError("interactions: only the full recipe has them (features: full)")
 
     # -- fitting ---------------------------------------------------------------
     def fit(self, frame: pd.DataFrame) -> "Preprocessor":
@@ -83,11 +122,7 @@ class Preprocessor:
             log_columns, lot_frontage = [], {}
         else:
             frame = _engineer(frame)
-            categorical = [c for c in CATEGORICAL if c not in ORDINALS] + [c + "_cat" for c in AS_CATEGORY]
-            numeric = ([c for c in NUMERIC if c not in AS_CATEGORY]
-                       + [c + "_ord" for c in ORDINALS]
-                       + ["TotalSF", "TotalBath", "TotalPorchSF", "Age", "RemodAge", "QualSF",
-                          "HasPool", "Has2ndFlr", "HasGarage", "HasBsmt", "HasFireplace"])
+            numeric, categorical = full_columns()
             fill = {c: float(frame[c].median()) if frame[c].notna().any() else 0.0 for c in numeric}
             lot_by_hood = frame.groupby("Neighborhood")["LotFrontage"].median().dropna()
             lot_frontage = {str(k): float(v) for k, v in lot_by_hood.items()}
@@ -117,6 +152,10 @@ class Preprocessor:
         state["std"] = [float(v) if v > 1e-12 else 1.0 for v in spread]
         state["categories"] = {c: sorted(frame[c].fillna("NA").astype(str).unique().tolist())
                                for c in categorical}
+        # Category-specific slopes: one column per (category level, numeric column), the level's
+        # indicator times the scaled numeric value, so a linear model can price size or quality
+        # differently in each neighbourhood.
+        state["interactions"] = self.interactions
         return self
 
     # -- transforming ------------------------------------------------------------
@@ -143,14 +182,22 @@ class Preprocessor:
             raise RuntimeError("Preprocessor.transform called before fit")
         if self.state["recipe"] == "full":
             frame = _engineer(frame)
-        blocks = [self._numeric_block(frame)]
+        numeric = self._numeric_block(frame)
+        blocks = [numeric]
         for column in self.state["categorical"]:
-            categories = self.state["categories"][column]
-            values = frame[column].fillna("NA").astype(str).to_numpy()
-            # An unseen category gets all zeros rather than an error.
-            blocks.append((values[:, None] == np.asarray(categories)[None, :]).astype(np.float64))
+            blocks.append(self._one_hot(frame, column))
+        for column, by in self.state.get("interactions", []):
+            blocks.append(self._one_hot(frame, column) * numeric[:, [self.state["numeric"].index(by)]])
         return np.concatenate(blocks, axis=1).astype(np.float32)
+
+    def _one_hot(self, frame: pd.DataFrame, column: str) -> np.ndarray:
+        categories = self.state["categories"][column]
+        values = frame[column].fillna("NA").astype(str).to_numpy()
+        # An unseen category gets all zeros rather than an error.
+        return (values[:, None] == np.asarray(categories)[None, :]).astype(np.float64)
 
     @property
     def n_features(self) -> int:
-        return len(self.state["numeric"]) + sum(len(v) for v in self.state["categories"].values())
+        categories = self.state["categories"]
+        return (len(self.state["numeric"]) + sum(len(v) for v in categories.values())
+                + sum(len(categories[c]) for c, _ in self.state.get("interactions", [])))

@@ -17,7 +17,7 @@ from ...metrics import rmse, rmse_log
 from ...training import Resume, TrainSettings, fit, seed_everything
 from . import estimators, models
 from .data import ID, TARGET, fingerprint, read_csv
-from .features import Preprocessor
+from .features import Preprocessor, parse_interactions
 
 NAME = "house-prices"
 METRIC = "rmse_log"
@@ -50,6 +50,8 @@ class HouseConfig:
     clip_quantile: float = configs.option(0.0, min=0.0, max=0.2)
     seeds_per_fold: int = configs.option(1, min=1, max=20)
     scaling: str = configs.option("standard", choices=["standard", "robust"])
+    # category-specific slopes, "CATEGORICAL*NUMERIC" (full recipe), e.g. Neighborhood*GrLivArea
+    interactions: list[str] = configs.option([])
     # classical models (estimators.py): lasso / elasticnet / ridge
     alpha: float = configs.option(0.0005, min=0.0)
     l1_ratio: float = configs.option(0.5, min=0.0, max=1.0)
@@ -64,7 +66,11 @@ class HouseConfig:
 
 
 def load_config(name: str, overrides: dict | None = None) -> HouseConfig:
-    return configs.load(NAME, HouseConfig, name, overrides)
+    cfg = configs.load(NAME, HouseConfig, name, overrides)
+    parse_interactions(cfg.interactions, f"config {cfg.name}: interactions")
+    if cfg.interactions and cfg.features != "full":
+        raise UserError(f"config {cfg.name}: interactions need features: full")
+    return cfg
 
 
 def outlier_mask(frame: pd.DataFrame) -> np.ndarray:
@@ -156,21 +162,28 @@ def train(cfg: HouseConfig, data_dir: Path, run_name: str | None, device_spec: s
 
     def fit_fold(fold: int, train_index: np.ndarray, valid_index: np.ndarray) -> kfold.FoldOutput:
         fit_index = train_index[~outliers[train_index]]  # outliers leave training, never scoring
-        pre = Preprocessor(cfg.features, clip_quantile=cfg.clip_quantile,
-                           scaling=cfg.scaling).fit(train_frame.iloc[fit_index])
+        pre = Preprocessor(cfg.features, clip_quantile=cfg.clip_quantile, scaling=cfg.scaling,
+                           interactions=cfg.interactions).fit(train_frame.iloc[fit_index])
         x_fit = pre.transform(train_frame.iloc[fit_index])
         x_valid = pre.transform(train_frame.iloc[valid_index])
         x_test = pre.transform(test_frame) if test_frame is not None else None
         if cfg.model in estimators.CLASSICAL:
-            seed = cfg.seed + 100 * fold
-            estimator = estimators.fit(cfg, x_fit, np.log(prices[fit_index]), seed)
-            folder = run_dir / f"fold{fold}" / "member0"
-            checkpoint.save(folder, estimators.save(folder, estimator),
-                            {"competition": NAME, "config": config_values, "fold": fold, "member": 0,
-                             "n_features": int(x_fit.shape[1]), "target_scale": [0.0, 1.0],
-                             "preprocessor": pre.state, "best_epoch": 0, "history": []})
-            test_prediction = None if x_test is None else np.exp(estimator.predict(x_test))
-            return kfold.FoldOutput(np.exp(estimator.predict(x_valid)), test_prediction,
+            # seeds_per_fold members (bagged LightGBM models differ by seed; linear models do not),
+            # averaged in log price as the MLP's members are
+            valid_log, test_log = [], []
+            for member in range(cfg.seeds_per_fold):
+                seed = cfg.seed + 100 * fold + member
+                estimator = estimators.fit(cfg, x_fit, np.log(prices[fit_index]), seed)
+                folder = run_dir / f"fold{fold}" / f"member{member}"
+                checkpoint.save(folder, estimators.save(folder, estimator),
+                                {"competition": NAME, "config": config_values, "fold": fold, "member": member,
+                                 "n_features": int(x_fit.shape[1]), "target_scale": [0.0, 1.0],
+                                 "preprocessor": pre.state, "best_epoch": 0, "history": []})
+                valid_log.append(estimator.predict(x_valid))
+                if x_test is not None:
+                    test_log.append(estimator.predict(x_test))
+            test_prediction = None if x_test is None else np.exp(np.mean(test_log, axis=0))
+            return kfold.FoldOutput(np.exp(np.mean(valid_log, axis=0)), test_prediction,
                                     {"train_rows": int(len(fit_index))})
         valid_sum, test_sum, best_epochs = 0.0, 0.0, []
         for member in range(cfg.seeds_per_fold):
