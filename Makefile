@@ -28,7 +28,7 @@ _torchrun = $(VENV)/bin/torchrun --nproc_per_node=$(NPROC)
 _launch = $(if $(filter-out 1,$(NNODES)),$(_torchrun) --nnodes=$(NNODES) --node_rank=$(NODE_RANK) \
 	--master_addr=$(MASTER_ADDR) --master_port=$(MASTER_PORT),$(if $(filter-out 1,$(NPROC)),$(_torchrun) --standalone,$(PY)))
 
-.PHONY: all setup test data prepare train-house train-catsdogs submit leaderboard report blend bench demo clean help
+.PHONY: all setup test data prepare train-house train-catsdogs submit leaderboard report blend blend-house bench demo clean help
 
 all: setup demo  ## set up if needed, then run the main job on the built-in data
 
@@ -75,6 +75,10 @@ report: setup  ## plots and report.md for RUN in runs/COMP/RUN/report/ (train wr
 blend: setup  ## blend runs of COMP that share folds: RUNS="a b c" METHOD=mean|weights|stack (a new run)
 	@test -n "$(RUNS)" || { echo "error: RUNS=\"run1 run2 ...\" is required (see make leaderboard)"; exit 2; }
 	$(PY) -m pipelines blend $(COMP) $(RUNS) --method $(METHOD) $(ARGS)
+
+blend-house: setup  ## House Prices' best recipe: train runs lasso, gbm, mlp-ix (resumed if there), blend them (METHOD)
+	for c in lasso gbm mlp-ix; do $(PY) -m pipelines train house-prices --config $$c --name $$c $(_data) --device $(DEVICE) $(ARGS) || exit $$?; done
+	$(PY) -m pipelines blend house-prices lasso gbm mlp-ix --method $(METHOD) --name blend-$(METHOD) --overwrite
 
 bench: setup  ## speed and score benchmarks; writes benchmarks/RESULTS.md
 	$(PY) -m benchmarks.run $(ARGS)

@@ -3,7 +3,8 @@
 - lasso / elasticnet / ridge: scikit-learn linear models on the fold's preprocessed matrix
   (winsorised, log1p of skewed columns, scaled: robust scaling with `scaling: robust`).
   Saved as their coefficients (safetensors), so prediction needs no pickle and no sklearn.
-- gbm: LightGBM gradient-boosted trees, saved in LightGBM's own text format.
+- gbm: LightGBM gradient-boosted trees (optionally with a linear model in each leaf,
+  `linear_tree`), saved in LightGBM's own text format.
 
 Every estimator predicts the log price directly (the target is always log for these).
 """
@@ -71,7 +72,8 @@ def fit(cfg, x: np.ndarray, y: np.ndarray, seed: int):
                   "feature_fraction": cfg.colsample, "bagging_fraction": cfg.subsample,
                   "bagging_freq": 1 if cfg.subsample < 1 else 0, "lambda_l2": cfg.weight_decay,
                   "max_bin": 255, "seed": seed, "deterministic": True, "force_row_wise": True,
-                  "num_threads": 2, "verbose": -1}
+                  "num_threads": 2, "verbose": -1,
+                  "linear_tree": cfg.linear_tree, "linear_lambda": cfg.linear_lambda}
         booster = lgb.train(params, lgb.Dataset(x, y), num_boost_round=cfg.n_estimators)
         return TreeEstimator(booster)
     raise UserError(f"model: {cfg.model!r} is not a classical model ({', '.join(CLASSICAL)})")

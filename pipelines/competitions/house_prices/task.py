@@ -63,6 +63,8 @@ class HouseConfig:
     subsample: float = configs.option(0.8, min=0.1, max=1.0)
     colsample: float = configs.option(0.3, min=0.01, max=1.0)
     gbm_objective: str = configs.option("huber", choices=["regression", "huber"])
+    linear_tree: bool = configs.option(False)   # a linear model in each leaf (LightGBM linear_tree)
+    linear_lambda: float = configs.option(0.0, min=0.0)  # L2 on those linear models
 
 
 def load_config(name: str, overrides: dict | None = None) -> HouseConfig:
