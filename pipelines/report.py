@@ -113,6 +113,10 @@ def _curves(run_dir: Path, run: dict, out: Path) -> list[str]:
     lines = ["## Learning curves", ""]
     found = _histories(run_dir)
     with_history = [(label, meta) for label, meta in found if meta.get("history")]
+    members = run.get("config_values", {}).get("members")
+    if not found and members:  # a blend: fitted on its members' out-of-fold predictions, no epochs
+        links = ", ".join(f"[{m}](../../{m}/report/report.md)" for m in members)
+        return lines + [f"A blend has no training epochs; its members' curves are in their reports: {links}.", ""]
     if not found:
         return lines + ["No fold checkpoints found, so no learning curves.", ""]
     if not with_history:

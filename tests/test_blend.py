@@ -327,3 +327,10 @@ def test_blend_of_two_real_house_prices_runs(home, house_data):
     assert sum(out["config"].weights) == pytest.approx(1.0)
     assert main(["submit", HOUSE, "--run", "real"]) == 0  # checked against the real test.csv's ids
     assert len(pd.read_csv(home / "submissions" / HOUSE / "real.csv")) == 1459
+    # the blend's report points at its members' reports (their learning curves), by working links
+    assert main(["report", HOUSE, "--run", "real"]) == 0
+    report = home / "runs" / HOUSE / "real" / "report" / "report.md"
+    text = report.read_text()
+    for member in ("lin5", "lin2"):
+        link = f"../../{member}/report/report.md"
+        assert f"]({link})" in text and (report.parent / link).resolve().exists()
