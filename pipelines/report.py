@@ -214,6 +214,7 @@ def _house(run_dir: Path, run: dict, out: Path) -> list[str]:
         ax.annotate(str(scored[ID].iloc[i]), (true[i], predicted[i]), fontsize=7)
     ax.set_xscale("log")
     ax.set_yscale("log")
+    _price_ticks(ax.xaxis, ax.yaxis)
     ax.set_xlabel(f"true {TARGET}")
     ax.set_ylabel(f"out-of-fold predicted {TARGET}")
     ax.set_title(f"OOF: predicted vs true (log-RMSE {np.sqrt(np.mean(residual ** 2)):.5f}, {len(true)} houses)",
@@ -227,6 +228,7 @@ def _house(run_dir: Path, run: dict, out: Path) -> list[str]:
     left.scatter(predicted, residual, s=6, alpha=0.5, c=folds, cmap="tab10", vmin=0, vmax=9)
     left.axhline(0, color="black", linewidth=1)
     left.set_xscale("log")
+    _price_ticks(left.xaxis)
     left.set_xlabel(f"out-of-fold predicted {TARGET}")
     left.set_ylabel("residual: log(predicted) - log(true)")
     left.set_title("residuals vs prediction", fontsize=9)
@@ -251,6 +253,17 @@ def _house(run_dir: Path, run: dict, out: Path) -> list[str]:
                        [[int(scored[ID].iloc[i]), int(folds[i]), f"{true[i]:,.0f}", f"{predicted[i]:,.0f}",
                          f"{residual[i]:+.4f}"] for i in np.argsort(-np.abs(residual))[:WORST]])
     return lines + [""]
+
+
+def _price_ticks(*axes) -> None:
+    """Prices on log axes as 50k, 100k, 200k, ... (matplotlib's 3x10^5 labels run into each other)."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
+
+    ticks = [v * 10 ** e for e in (3, 4, 5, 6) for v in (1, 2, 5)]
+    for axis in axes:
+        axis.set_major_locator(FixedLocator(ticks))
+        axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v / 1e6:g}M" if v >= 1e6 else f"{v / 1e3:g}k"))
+        axis.set_minor_formatter(NullFormatter())
 
 
 # --------------------------------------------------------------------------- Dogs vs. Cats
