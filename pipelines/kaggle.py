@@ -434,7 +434,12 @@ def refresh(name: str) -> int:
                 (row["status"], row["public"], row["ref"], row["submitted"]):
             _record(name, run, row)
             recorded += 1
-        print(_report(name, run, row))
+        if row["description"] == submission_message(known[run]):
+            print(_report(name, run, row))
+        else:  # submitted before the run was retrained (--restart): not the score of what is there now
+            print(f"{run}: its newest Kaggle submission ({row['description']}) was made from an earlier "
+                  f"training of this run, not the one on the leaderboard; upload this one with "
+                  f"`make submit COMP={name} RUN={run} KAGGLE=1`")
     if not latest:
         print(f"no submission of this project's runs found on Kaggle for {competition(name).slug}")
     print(f"{recorded} update(s) recorded in {paths.registry_path()} at {datetime.now():%H:%M:%S}")

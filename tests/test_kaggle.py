@@ -307,6 +307,26 @@ def test_submit_pending_then_kaggle_scores_reads_it_later(standin, home, capsys)
     assert "0 update(s) recorded" in capsys.readouterr().out
 
 
+def test_kaggle_scores_does_not_credit_a_retrained_run_with_its_old_score(standin, home, capsys):
+    finished_run(home)
+    standin.replies(submit=SUBMIT_2X, submissions=listing_2x(MESSAGE))
+    assert main(["submit", "house-prices", "--run", "mlp-1", "--kaggle"]) == 0
+    assert public_cell() == "0.12345"
+    # the run is trained again under the same name (--restart): a new run.json and registry row
+    run_dir = home / "runs" / "house-prices" / "mlp-1"
+    retrained = {**json.loads((run_dir / "run.json").read_text()), "cv": 0.11500, "training_id": "new"}
+    (run_dir / "run.json").write_text(json.dumps(retrained))
+    leaderboard.append(retrained)
+    capsys.readouterr()
+    assert main(["kaggle-scores", "house-prices"]) == 0   # Kaggle still lists only the old submission
+    out = capsys.readouterr().out
+    assert "public score of mlp-1" not in out
+    assert "earlier training of this run" in out and "RUN=mlp-1 KAGGLE=1" in out
+    assert public_cell() == ""
+    [row] = [r for r in leaderboard.read() if r["run"] == "mlp-1"]
+    assert row["cv"] == 0.115 and row.get("public") is None
+
+
 def test_wait_polls_until_scored(standin, home):
     finished_run(home)
     standin.replies(submit=SUBMIT_2X, submissions=[listing_2x(MESSAGE, "SubmissionStatus.PENDING", ""),
