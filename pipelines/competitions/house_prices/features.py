@@ -54,25 +54,23 @@ def full_columns() -> tuple[list[str], list[str]]:
     return numeric, categorical
 
 
-def parse_interactions(specs: list[str], where: str = "interactions") -> list[list[str]]:
+def parse_interactions(specs: list[str], recipe: str = "full", where: str = "interactions") -> list[list[str]]:
     """["Neighborhood*GrLivArea", ...] -> [["Neighborhood", "GrLivArea"], ...], checked against the
     full recipe's columns: a categorical column, then a numeric one."""
+    if specs and recipe != "full":
+        raise UserError(f"{where}: only the full recipe has them (features: full)")
     numeric, categorical = full_columns()
     pairs = []
     for spec in specs:
         parts = [p.strip() for p in str(spec).split("*")]
         if len(parts) != 2:
             raise UserError(f"{where}: {spec!r} must be CATEGORICAL*NUMERIC, e.g. 'Neighborhood*GrLivArea'")
-        cat, num = parts
-        if cat not in categorical:
-            close = difflib.get_close_matches(cat, categorical, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise UserError(f"{where}: {spec!r}: {cat!r} is not a categorical column{hint}")
-        if num not in numeric:
-            close = difflib.get_close_matches(num, numeric, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise UserError(f"{where}: {spec!r}: {num!r} is not a numeric column{hint}")
-        pairs.append([cat, num])
+        for name, columns, kind in ((parts[0], categorical, "categorical"), (parts[1], numeric, "numeric")):
+            if name not in columns:
+                close = difflib.get_close_matches(name, columns, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise UserError(f"{where}: {spec!r}: {name!r} is not a {kind} column{hint}")
+        pairs.append(parts)
     return pairs
 
 
@@ -110,9 +108,7 @@ class Preprocessor:
         self.state = state
         self.clip_quantile = clip_quantile
         self.scaling = scaling
-        self.interactions = parse_interactions(interactions or [])
-        if self.interactions and recipe != "full":
-            raise UserError("interactions: only the full recipe has them (features: full)")
+        self.interactions = parse_interactions(interactions or [], recipe)
 
     # -- fitting ---------------------------------------------------------------
     def fit(self, frame: pd.DataFrame) -> "Preprocessor":

@@ -69,9 +69,7 @@ class HouseConfig:
 
 def load_config(name: str, overrides: dict | None = None) -> HouseConfig:
     cfg = configs.load(NAME, HouseConfig, name, overrides)
-    parse_interactions(cfg.interactions, f"config {cfg.name}: interactions")
-    if cfg.interactions and cfg.features != "full":
-        raise UserError(f"config {cfg.name}: interactions need features: full")
+    parse_interactions(cfg.interactions, cfg.features, f"config {cfg.name}: interactions")  # before a run exists
     return cfg
 
 
