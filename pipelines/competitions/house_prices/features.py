@@ -186,6 +186,20 @@ class Preprocessor:
             blocks.append(self._one_hot(frame, column) * numeric[:, [self.state["numeric"].index(by)]])
         return np.concatenate(blocks, axis=1).astype(np.float32)
 
+    def numeric_position(self, column: str) -> int:
+        """Where a numeric column of the recipe sits in transform()'s matrix."""
+        return self.state["numeric"].index(column)
+
+    def one_hot_positions(self, column: str) -> list[int]:
+        """Where a categorical column's one-hot block sits in transform()'s matrix."""
+        start = len(self.state["numeric"])
+        for name in self.state["categorical"]:
+            size = len(self.state["categories"][name])
+            if name == column:
+                return list(range(start, start + size))
+            start += size
+        raise KeyError(column)
+
     def _one_hot(self, frame: pd.DataFrame, column: str) -> np.ndarray:
         categories = self.state["categories"][column]
         values = frame[column].fillna("NA").astype(str).to_numpy()

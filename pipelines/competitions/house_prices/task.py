@@ -15,7 +15,7 @@ from ...device import resolve
 from ...errors import UserError
 from ...metrics import rmse, rmse_log
 from ...training import Resume, TrainSettings, fit, seed_everything
-from . import estimators, models
+from . import comps, estimators, models
 from .data import ID, TARGET, fingerprint, read_csv
 from .features import Preprocessor, parse_interactions
 
@@ -65,11 +65,18 @@ class HouseConfig:
     gbm_objective: str = configs.option("huber", choices=["regression", "huber"])
     linear_tree: bool = configs.option(False)   # a linear model in each leaf (LightGBM linear_tree)
     linear_lambda: float = configs.option(0.0, min=0.0)  # L2 on those linear models
+    # comparable-sales adjustment (comps.py), any model: how many nearest training houses, and how
+    # much more a shared neighbourhood counts than the other coordinates; 0 = off
+    comps: int = configs.option(0, min=0, max=200)
+    comps_hood_weight: float = configs.option(3.0, min=0.0)
 
 
 def load_config(name: str, overrides: dict | None = None) -> HouseConfig:
     cfg = configs.load(NAME, HouseConfig, name, overrides)
     parse_interactions(cfg.interactions, cfg.features, f"config {cfg.name}: interactions")  # before a run exists
+    if cfg.comps and (cfg.features != "full" or cfg.target != "log"):
+        raise UserError(f"config {cfg.name}: comps: {cfg.comps} corrects log prices on the full recipe "
+                        f"(features: full, target: log); set comps: 0")
     return cfg
 
 
@@ -182,9 +189,10 @@ def train(cfg: HouseConfig, data_dir: Path, run_name: str | None, device_spec: s
                 valid_log.append(estimator.predict(x_valid))
                 if x_test is not None:
                     test_log.append(estimator.predict(x_test))
-            test_prediction = None if x_test is None else np.exp(np.mean(test_log, axis=0))
-            return kfold.FoldOutput(np.exp(np.mean(valid_log, axis=0)), test_prediction,
-                                    {"train_rows": int(len(fit_index))})
+            adjust, info = _fold_comps(cfg, pre, fold, x_fit, prices[fit_index], device)
+            test_prediction = None if x_test is None else np.exp(np.mean(test_log, axis=0) + adjust(x_test))
+            return kfold.FoldOutput(np.exp(np.mean(valid_log, axis=0) + adjust(x_valid)), test_prediction,
+                                    {"train_rows": int(len(fit_index)), **info})
         valid_sum, test_sum, best_epochs = 0.0, 0.0, []
         for member in range(cfg.seeds_per_fold):
             seed = cfg.seed + 100 * fold + member
@@ -210,9 +218,35 @@ def train(cfg: HouseConfig, data_dir: Path, run_name: str | None, device_spec: s
                              "preprocessor": pre.state, "best_epoch": result.best_epoch,
                              "valid_rmse_log": result.best_score, "history": result.history})
         n = cfg.seeds_per_fold
-        test_prediction = None if x_test is None else _price(test_sum / n, cfg)
-        return kfold.FoldOutput(_price(valid_sum / n, cfg), test_prediction,
-                                {"best_epochs": best_epochs, "train_rows": int(len(fit_index))})
+        adjust, info = _fold_comps(cfg, pre, fold, x_fit, prices[fit_index], device)
+        test_prediction = None if x_test is None else _price(test_sum / n + adjust(x_test), cfg)
+        return kfold.FoldOutput(_price(valid_sum / n + adjust(x_valid), cfg), test_prediction,
+                                {"best_epochs": best_epochs, "train_rows": int(len(fit_index)), **info})
+
+    def _fold_comps(cfg, pre, fold, x_fit, fit_prices, device):
+        """The fold's comparable-sales adjustment (a function of x, in log price; zero without
+        `comps`), fitted and saved once, and its trust for the fold's scores."""
+        if not cfg.comps:
+            return (lambda x: 0.0), {}
+        fold_dir = run_dir / f"fold{fold}"
+        if comps.exists(fold_dir):  # computed by an earlier, interrupted attempt
+            fitted = comps.load(fold_dir, cfg.comps, cfg.comps_hood_weight)
+            return fitted.adjust, {"comps_trust": round(float(fitted.trust[0]), 4)}
+        seed = cfg.seed + 100 * fold
+
+        def fit_predict(x_train, y_train, x_held, y_held, inner):
+            # one model per inner fold, not seeds_per_fold: bagged residuals gave the same CV
+            if cfg.model in estimators.CLASSICAL:
+                return estimators.fit(cfg, x_train, y_train, seed).predict(x_held)
+            model, scale, _ = _train_one(cfg, x_train, y_train, x_held, np.exp(y_held), seed, device,
+                                         f"fold {fold} comps {inner}")
+            return _predict(model, scale, x_held, device)
+
+        log_prices = np.log(fit_prices)
+        fitted = comps.Comps.fit(x_fit, comps.inner_residuals(fit_predict, x_fit, log_prices, seed),
+                                 _comps_columns(pre), cfg.comps, cfg.comps_hood_weight)
+        fitted.save(fold_dir, {"competition": NAME, "fold": fold})
+        return fitted.adjust, {"comps_trust": round(float(fitted.trust[0]), 4)}
 
     def score(index: np.ndarray, predicted_price: np.ndarray) -> dict:
         return {METRIC: rmse_log(prices[index], predicted_price),
@@ -242,6 +276,10 @@ def train(cfg: HouseConfig, data_dir: Path, run_name: str | None, device_spec: s
     return {"row": row, "result": result, "run_dir": run_dir}
 
 
+def _comps_columns(pre: Preprocessor) -> tuple[list[int], list[int]]:
+    return [pre.numeric_position(c) for c in comps.NUMERIC], pre.one_hot_positions(comps.CATEGORY)
+
+
 def _model_from_checkpoint(folder: Path, device) -> tuple:
     state, meta = checkpoint.load(folder, device)
     if meta.get("competition") != NAME:
@@ -267,6 +305,7 @@ def predict(run_dir: Path, test_path: Path, device_spec: str = "auto") -> pd.Dat
     if not members:
         raise UserError(f"{run_dir}: no fold checkpoints found")
     per_fold: dict[str, list[np.ndarray]] = {}
+    adjustments: dict[str, np.ndarray] = {}
     cfg = None
     for folder in members:
         first = cfg
@@ -276,8 +315,13 @@ def predict(run_dir: Path, test_path: Path, device_spec: str = "auto") -> pd.Dat
             raise UserError(f"{folder}: checkpoint from another config than {members[0]} ({differs}); "
                             f"a run's folds must share one config")
         per_fold.setdefault(folder.parent.name, []).append(_predict(model, scale, pre.transform(test_frame), device))
-    # As in training: members averaged in the model's target space, folds averaged as prices.
-    prices = np.mean([_price(np.mean(v, axis=0), cfg) for v in per_fold.values()], axis=0)
+        if cfg.comps and len(per_fold[folder.parent.name]) == 1:
+            adjustments[folder.parent.name] = comps.load(folder.parent, cfg.comps, cfg.comps_hood_weight).adjust(
+                pre.transform(test_frame))
+    # As in training: members averaged in the model's target space (plus the fold's comparable-sales
+    # adjustment), folds averaged as prices.
+    prices = np.mean([_price(np.mean(v, axis=0) + adjustments.get(fold, 0.0), cfg) for fold, v in per_fold.items()],
+                     axis=0)
     return pd.DataFrame({ID: test_frame[ID], TARGET: prices})
 
 
