@@ -290,3 +290,19 @@ def test_interactions_need_the_full_recipe(home, house_data, capsys):
     assert main(["train", "house-prices", "--config", "d2l-linear", "--data", str(house_data),
                  "--set", "interactions=[Neighborhood*GrLivArea]"]) == 2
     assert "features: full" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("config", ["mlp", "mlp-ix"])
+def test_networks_choose_no_epoch_on_the_rows_the_cv_scores(config):
+    cfg = task.load_config(config)
+    assert cfg.keep == "last" and cfg.patience == 0
+    assert task.load_config("lasso", {"model": "mlp"}).keep == "last"  # the House Prices default
+
+
+def test_oof_comes_from_the_last_epoch(home, house_data):
+    assert train_cli(house_data, "last", "--set", "epochs=5", "--set", "lr=0.01") == 0
+    run_dir = home / "runs" / "house-prices" / "last"
+    metas = [json.loads(p.read_text()) for p in sorted(run_dir.glob("fold*/member*/meta.json"))]
+    assert len(metas) == 3
+    for meta in metas:  # trained every epoch, and the stored model (which scored the fold) is the 5th
+        assert len(meta["history"]) == 5 and meta["best_epoch"] == 5

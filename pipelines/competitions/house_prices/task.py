@@ -44,7 +44,10 @@ class HouseConfig:
     schedule: str = configs.option("cosine", choices=["cosine", "constant"])
     warmup_epochs: float = configs.option(0.0, min=0.0)
     patience: int = configs.option(0, min=0)
-    keep: str = configs.option("best", choices=["best", "last"])
+    # last: the CV scores the model that also predicts the test set, after a fixed number of epochs.
+    # best (or patience) picks the epoch on the fold's validation rows, the rows the CV then scores:
+    # 0.0017 (mlp) to 0.0025 (mlp-ix) better-looking than the same networks' honest CV.
+    keep: str = configs.option("last", choices=["best", "last"])
     loss: str = configs.option("mse", choices=["mse", "huber"])
     drop_outliers: bool = configs.option(False)
     clip_quantile: float = configs.option(0.0, min=0.0, max=0.2)
