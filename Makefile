@@ -76,9 +76,9 @@ blend: setup  ## blend runs of COMP that share folds: RUNS="a b c" METHOD=mean|w
 	@test -n "$(RUNS)" || { echo "error: RUNS=\"run1 run2 ...\" is required (see make leaderboard)"; exit 2; }
 	$(PY) -m pipelines blend $(COMP) $(RUNS) --method $(METHOD) $(ARGS)
 
-blend-house: setup  ## House Prices' best recipe: train runs lasso, gbm, mlp-ix (resumed if there), blend them (METHOD)
-	for c in lasso gbm mlp-ix; do $(PY) -m pipelines train house-prices --config $$c --name $$c $(_data) --device $(DEVICE) $(ARGS) || exit $$?; done
-	$(PY) -m pipelines blend house-prices lasso gbm mlp-ix --method $(METHOD) --name blend-$(METHOD) --overwrite
+blend-house: setup  ## House Prices' best recipe: train runs lasso and gbm (resumed if there), blend them (METHOD)
+	for c in lasso gbm; do $(PY) -m pipelines train house-prices --config $$c --name $$c $(_data) --device $(DEVICE) $(ARGS) || exit $$?; done
+	$(PY) -m pipelines blend house-prices lasso gbm --method $(METHOD) --name blend-$(METHOD) --overwrite
 
 bench: setup  ## speed and score benchmarks; writes benchmarks/RESULTS.md
 	$(PY) -m benchmarks.run $(ARGS)
