@@ -298,3 +298,11 @@ def test_ema_warms_up_instead_of_keeping_the_initial_weights():
     ema.update(model)  # first update: decay (1 + 1) / (10 + 1), not 0.999
     moved = (ema.module.weight - (model.weight - 1.0)).abs().mean().item()
     assert moved > 0.5, "the average must follow the trained weights early in training"
+
+
+@pytest.mark.parametrize("config", ["effnet-lite0-pair", "effnet-lite0-mlp"])
+def test_default_heads_choose_no_epoch_on_the_rows_the_cv_scores(config):
+    cfg = task.load_config(config)
+    assert cfg.keep == "last" and cfg.patience == 0
+    assert task._settings(cfg).keep == "last"  # reaches the training loop
+    assert task._settings(task.load_config("cnn-small")).keep == "best"  # configs without it keep the best epoch

@@ -62,6 +62,9 @@ class DogsConfig:
     schedule: str = configs.option("cosine", choices=["cosine", "constant"])
     warmup_epochs: float = configs.option(0.0, min=0.0)
     patience: int = configs.option(0, min=0)
+    # best: the weights of the epoch with the best validation log loss, chosen on the rows the fold
+    # then scores (optimistic); last: those after the last epoch, what the CV and the test both get
+    keep: str = configs.option("best", choices=["best", "last"])
     ema: float = configs.option(0.0, min=0.0, max=0.99999)
     label_smoothing: float = configs.option(0.0, min=0.0, max=0.5)
     grad_clip: float = configs.option(0.0, min=0.0)
@@ -195,7 +198,7 @@ def _settings(cfg: DogsConfig, epochs: int | None = None) -> TrainSettings:
     return TrainSettings(epochs=epochs or cfg.epochs, lr=cfg.lr, weight_decay=cfg.weight_decay,
                          optimizer=cfg.optimizer, momentum=cfg.momentum, schedule=cfg.schedule,
                          warmup_epochs=cfg.warmup_epochs, patience=cfg.patience, ema=cfg.ema,
-                         grad_clip=cfg.grad_clip, channels_last=cfg.channels_last, monitor="log_loss",
+                         grad_clip=cfg.grad_clip, channels_last=cfg.channels_last, monitor="log_loss", keep=cfg.keep,
                          precision=cfg.precision, compile=cfg.compile, sync_bn=cfg.sync_bn)
 
 
