@@ -106,7 +106,7 @@ def inner_residuals(fit_predict: Callable[..., np.ndarray], x: np.ndarray, y: np
     """Each training house's log-price residual under a model fitted without it (inner k-fold).
     fit_predict(x_train, y_train, x_held_out, y_held_out, inner_fold) returns log prices for
     x_held_out; y_held_out is there for what the model's own training does with its validation
-    rows (the MLP keeps its best epoch on them, as in the outer folds)."""
+    rows (a network with `keep: best` picks its epoch on them, as it would in the outer folds)."""
     from sklearn.model_selection import KFold
 
     residuals = np.zeros(len(y))

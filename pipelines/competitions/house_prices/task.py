@@ -317,10 +317,10 @@ def predict(run_dir: Path, test_path: Path, device_spec: str = "auto") -> pd.Dat
         if differs:
             raise UserError(f"{folder}: checkpoint from another config than {members[0]} ({differs}); "
                             f"a run's folds must share one config")
-        per_fold.setdefault(folder.parent.name, []).append(_predict(model, scale, pre.transform(test_frame), device))
+        x = pre.transform(test_frame)
+        per_fold.setdefault(folder.parent.name, []).append(_predict(model, scale, x, device))
         if cfg.comps and len(per_fold[folder.parent.name]) == 1:
-            adjustments[folder.parent.name] = comps.load(folder.parent, cfg.comps, cfg.comps_hood_weight).adjust(
-                pre.transform(test_frame))
+            adjustments[folder.parent.name] = comps.load(folder.parent, cfg.comps, cfg.comps_hood_weight).adjust(x)
     # As in training: members averaged in the model's target space (plus the fold's comparable-sales
     # adjustment), folds averaged as prices.
     prices = np.mean([_price(np.mean(v, axis=0) + adjustments.get(fold, 0.0), cfg) for fold, v in per_fold.items()],
