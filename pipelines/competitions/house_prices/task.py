@@ -192,7 +192,7 @@ def train(cfg: HouseConfig, data_dir: Path, run_name: str | None, device_spec: s
                 valid_log.append(estimator.predict(x_valid))
                 if x_test is not None:
                     test_log.append(estimator.predict(x_test))
-            adjust, info = _fold_comps(cfg, pre, fold, x_fit, prices[fit_index], device)
+            adjust, info = _fold_comps(pre, fold, x_fit, prices[fit_index])
             test_prediction = None if x_test is None else np.exp(np.mean(test_log, axis=0) + adjust(x_test))
             return kfold.FoldOutput(np.exp(np.mean(valid_log, axis=0) + adjust(x_valid)), test_prediction,
                                     {"train_rows": int(len(fit_index)), **info})
@@ -221,12 +221,12 @@ def train(cfg: HouseConfig, data_dir: Path, run_name: str | None, device_spec: s
                              "preprocessor": pre.state, "best_epoch": result.best_epoch,
                              "valid_rmse_log": result.best_score, "history": result.history})
         n = cfg.seeds_per_fold
-        adjust, info = _fold_comps(cfg, pre, fold, x_fit, prices[fit_index], device)
+        adjust, info = _fold_comps(pre, fold, x_fit, prices[fit_index])
         test_prediction = None if x_test is None else _price(test_sum / n + adjust(x_test), cfg)
         return kfold.FoldOutput(_price(valid_sum / n + adjust(x_valid), cfg), test_prediction,
                                 {"best_epochs": best_epochs, "train_rows": int(len(fit_index)), **info})
 
-    def _fold_comps(cfg, pre, fold, x_fit, fit_prices, device):
+    def _fold_comps(pre, fold, x_fit, fit_prices):
         """The fold's comparable-sales adjustment (a function of x, in log price; zero without
         `comps`), fitted and saved once, and its trust for the fold's scores."""
         if not cfg.comps:
@@ -234,21 +234,20 @@ def train(cfg: HouseConfig, data_dir: Path, run_name: str | None, device_spec: s
         fold_dir = run_dir / f"fold{fold}"
         if comps.exists(fold_dir):  # computed by an earlier, interrupted attempt
             fitted = comps.load(fold_dir, cfg.comps, cfg.comps_hood_weight)
-            return fitted.adjust, {"comps_trust": round(float(fitted.trust[0]), 4)}
-        seed = cfg.seed + 100 * fold
+        else:
+            seed = cfg.seed + 100 * fold
 
-        def fit_predict(x_train, y_train, x_held, y_held, inner):
-            # one model per inner fold, not seeds_per_fold: bagged residuals gave the same CV
-            if cfg.model in estimators.CLASSICAL:
-                return estimators.fit(cfg, x_train, y_train, seed).predict(x_held)
-            model, scale, _ = _train_one(cfg, x_train, y_train, x_held, np.exp(y_held), seed, device,
-                                         f"fold {fold} comps {inner}")
-            return _predict(model, scale, x_held, device)
+            def fit_predict(x_train, y_train, x_held, y_held, inner):
+                # one model per inner fold, not seeds_per_fold: bagged residuals gave the same CV
+                if cfg.model in estimators.CLASSICAL:
+                    return estimators.fit(cfg, x_train, y_train, seed).predict(x_held)
+                model, scale, _ = _train_one(cfg, x_train, y_train, x_held, np.exp(y_held), seed, device,
+                                             f"fold {fold} comps {inner}")
+                return _predict(model, scale, x_held, device)
 
-        log_prices = np.log(fit_prices)
-        fitted = comps.Comps.fit(x_fit, comps.inner_residuals(fit_predict, x_fit, log_prices, seed),
-                                 _comps_columns(pre), cfg.comps, cfg.comps_hood_weight)
-        fitted.save(fold_dir, {"competition": NAME, "fold": fold})
+            residuals = comps.inner_residuals(fit_predict, x_fit, np.log(fit_prices), seed)
+            fitted = comps.Comps.fit(x_fit, residuals, _comps_columns(pre), cfg.comps, cfg.comps_hood_weight)
+            fitted.save(fold_dir, {"competition": NAME, "fold": fold})
         return fitted.adjust, {"comps_trust": round(float(fitted.trust[0]), 4)}
 
     def score(index: np.ndarray, predicted_price: np.ndarray) -> dict:
