@@ -78,7 +78,7 @@ blend: setup  ## blend runs of COMP that share folds: RUNS="a b c" METHOD=mean|w
 
 blend-house: setup  ## House Prices' best recipe: train runs lasso and gbm (resumed if there), blend them (METHOD)
 	for c in lasso gbm; do $(PY) -m pipelines train house-prices --config $$c --name $$c $(_data) --device $(DEVICE) $(ARGS) || exit $$?; done
-	$(PY) -m pipelines blend house-prices lasso gbm --method $(METHOD) --name blend-$(METHOD) --overwrite
+	$(PY) -m pipelines blend house-prices lasso gbm --method $(METHOD) --name blend-$(METHOD) --restart
 
 bench: setup  ## speed and score benchmarks; writes benchmarks/RESULTS.md
 	$(PY) -m benchmarks.run $(ARGS)

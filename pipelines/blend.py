@@ -340,7 +340,7 @@ def load_members(competition: str, specs: list[str]) -> list[Member]:
 # --------------------------------------------------------------------------- the verb
 
 def blend(competition: str, specs: list[str], method: str = DEFAULT_METHOD, name: str | None = None,
-          overwrite: bool = False) -> dict:
+          restart: bool = False) -> dict:
     """Blend finished runs into a new run; returns {"row", "result", "run_dir", "config"}."""
     started = time.perf_counter()
     if method not in METHODS:
@@ -389,7 +389,7 @@ def blend(competition: str, specs: list[str], method: str = DEFAULT_METHOD, name
                          member_configs=[str(m.run.get("config")) for m in members],
                          member_hashes=[str(m.run.get("config_hash")) for m in members],
                          weights=[float(x) for x in weights], intercept=float(intercept), clip=clip)
-    run_dir = paths.new_run_dir(competition, name or paths.default_run_name(config.name), overwrite)
+    run_dir = paths.new_run_dir(competition, name or paths.default_run_name(config.name), restart)
     for stale in ("test_predictions.csv",):  # an overwritten run never keeps another blend's file
         if (run_dir / stale).exists():
             (run_dir / stale).unlink()
@@ -413,7 +413,7 @@ def command(args) -> int:
     """The `blend` verb: blend, print the weights and the CV, write the report."""
     from . import report
 
-    out = blend(args.competition, args.runs, args.method, args.name, args.overwrite)
+    out = blend(args.competition, args.runs, args.method, args.name, args.restart)
     config, row = out["config"], out["row"]
     members = row["blend"]["members"]
     width = max(len(m["run"]) for m in members)

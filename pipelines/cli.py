@@ -37,9 +37,9 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
                                        "(default: data/<competition>)")
     parser.add_argument("--name", help="run name (default: config name plus a timestamp)")
     parser.add_argument("--folds", help="train only these folds, e.g. 0,1 or 2-4 (default: all)")
-    parser.add_argument("--restart", "--overwrite", dest="restart", action="store_true",
+    parser.add_argument("--restart", action="store_true",
                         help="start over: empty the run of that --name (or, without --name, make a new run) "
-                             "instead of resuming it (--overwrite is the old name of this option)")
+                             "instead of resuming it")
     parser.add_argument("--deterministic", action="store_true",
                         help="deterministic algorithms only (torch.use_deterministic_algorithms, cuDNN "
                              "deterministic, CUBLAS_WORKSPACE_CONFIG); slower on GPUs. Also PIPELINES_DETERMINISTIC=1")
@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
                              help="mean; weights (non-negative, summing to 1, fitted on the out-of-fold "
                                   "predictions); stack (linear/logistic model) (default: weights)")
             sub.add_argument("--name", help="blend run name (default: blend-<method> plus a timestamp)")
-            sub.add_argument("--overwrite", action="store_true", help="replace an existing run of that name")
+            sub.add_argument("--restart", action="store_true", help="replace an existing run of that --name")
         elif verb == "summary":
             sub.add_argument("--config", help="config name or YAML path")
             sub.add_argument("--set", action="append", metavar="KEY=VALUE", default=[])

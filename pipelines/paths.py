@@ -46,10 +46,10 @@ def check_name(name: str) -> str:
     return name
 
 
-def new_run_dir(competition: str, name: str, overwrite: bool = False) -> Path:
+def new_run_dir(competition: str, name: str, restart: bool = False) -> Path:
     path = runs_dir(competition) / check_name(name)
-    if path.exists() and any(path.iterdir()) and not overwrite:
-        raise UserError(f"run {name!r} already exists in {path}; choose another --name or pass --overwrite")
+    if path.exists() and any(path.iterdir()) and not restart:
+        raise UserError(f"run {name!r} already exists in {path}; choose another --name or pass --restart")
     path.mkdir(parents=True, exist_ok=True)
     return path
 

@@ -303,7 +303,7 @@ def test_blend_run_submits_and_can_be_blended_again(home, house_truth, capsys):
     assert again["config"].members == ["bw", "good"]
     with pytest.raises(UserError, match="already exists"):
         blend.blend(HOUSE, ["bw", "good"], "mean", "again")
-    assert blend.blend(HOUSE, ["bw", "poor"], "mean", "again", overwrite=True)["config"].members == ["bw", "poor"]
+    assert blend.blend(HOUSE, ["bw", "poor"], "mean", "again", restart=True)["config"].members == ["bw", "poor"]
 
 
 def test_dogs_blend_submits(home):

@@ -475,10 +475,10 @@ def _meta(cfg: DogsConfig, fold: int, norm: dict, extra: dict) -> dict:
 
 
 def train(cfg: DogsConfig, source: Path, run_name: str | None, device_spec: str = "auto",
-          only_folds: list[int] | None = None, overwrite: bool = False, workers: int = 2,
+          only_folds: list[int] | None = None, workers: int = 2,
           restart: bool = False) -> dict:
     """k-fold training; an interrupted run resumes when rerun (finished folds kept, the others go on
-    from their last epoch); restart (overwrite is its old name) starts over (resume.py)."""
+    from their last epoch); restart starts over (resume.py)."""
     started = time.perf_counter()
     if cfg.recipe == "train":
         device = distributed.setup(device_spec)  # under torchrun: join the process group, cuda:LOCAL_RANK or cpu
@@ -491,7 +491,7 @@ def train(cfg: DogsConfig, source: Path, run_name: str | None, device_spec: str 
         print(line)
     data_print = {"train_fingerprint": train_cache.manifest["fingerprint"],
                   "test_fingerprint": test_cache.manifest["fingerprint"] if test_cache else None}
-    run = distributed.from_main(lambda: resume.open_run(NAME, run_name, cfg, data_print, restart=restart or overwrite))
+    run = distributed.from_main(lambda: resume.open_run(NAME, run_name, cfg, data_print, restart=restart))
     run_dir = run.path
     labels = train_cache.labels.astype(np.int64)
     fold_of_row = folding.make_folds(labels, cfg.folds, cfg.seed, "labels")

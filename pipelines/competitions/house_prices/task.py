@@ -145,11 +145,11 @@ def _predict(model, scale, x: np.ndarray, device) -> np.ndarray:
 
 
 def train(cfg: HouseConfig, data_dir: Path, run_name: str | None, device_spec: str = "auto",
-          only_folds: list[int] | None = None, overwrite: bool = False, quiet: bool = False,
+          only_folds: list[int] | None = None, quiet: bool = False,
           test_path: Path | None = None, restart: bool = False) -> dict:
     """k-fold training. Rerunning an interrupted run (same name, or no name: the newest unfinished
     run with this config and data) keeps its finished folds and members and resumes the others from
-    their last epoch; restart (overwrite is its old name) starts over (resume.py)."""
+    their last epoch; restart starts over (resume.py)."""
     started = time.perf_counter()
     distributed.refuse_launched(f"{NAME} trains small models")
     if cfg.model in estimators.CLASSICAL and cfg.target != "log":
@@ -161,7 +161,7 @@ def train(cfg: HouseConfig, data_dir: Path, run_name: str | None, device_spec: s
     test_frame = read_csv(test_path, with_target=False) if test_path.exists() else None
     data_sha = {"train_sha": fingerprint(train_path),
                 "test_sha": fingerprint(test_path) if test_frame is not None else None}
-    run = resume.open_run(NAME, run_name, cfg, data_sha, restart=restart or overwrite)
+    run = resume.open_run(NAME, run_name, cfg, data_sha, restart=restart)
     run_dir = run.path
     config_values = configs.as_dict(cfg)
 
