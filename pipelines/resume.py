@@ -1,13 +1,21 @@
 """Which run folder a `train` command writes to: a new one, or the unfinished run it resumes.
 
 A run folder holds run_state.json from its first moment: the competition, the resolved
-config and the data fingerprint. Rerunning a command resumes the run when they match:
+config, the data fingerprint and the code fingerprint (code_fingerprint: a hash of every *.py of
+the pipelines package, and one per file; the README, docs, tests and configs are not code here,
+the config being recorded on its own). Rerunning a command resumes the run when they all match:
 
-  * with --name NAME: that run; a different config or data is refused with a message
-    naming the first key (or data file) that differs;
-  * without --name: the newest unfinished run with this config and data, if any (so
-    "rerun the same command" works even with the default timestamped names);
+  * with --name NAME: that run; a different config, data or code is refused with one line
+    naming the first key (or data file) that differs, or the package files that changed, so
+    folds trained by other code are never combined with this code's folds;
+  * without --name: the newest unfinished run with this config, data and code, if any (so
+    "rerun the same command" works even with the default timestamped names); a run of other
+    code is not picked, and a new run is made instead;
   * --restart starts over: the named run's folder is emptied, or a new run is made.
+
+A run_state.json written before the code fingerprint (no "code" key) resumes as before, its
+code unchecked. Processes training folds of one run in parallel run the same code, so they
+share its fingerprint and join the run.
 
 Locks (flock: the system releases them when the process dies, even by SIGKILL):
 
@@ -24,6 +32,8 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
+import hashlib
 import json
 import os
 import shutil
@@ -190,8 +200,30 @@ def _added_at_default(saved: dict, config) -> dict:
     return {k: v for k, v in values.items() if k in saved or k not in defaults or v != defaults[k]}
 
 
+@functools.lru_cache(maxsize=None)
+def code_fingerprint(root: Path | None = None) -> dict:
+    """{"hash": H, "files": {"pipelines/x.py": h, ...}} over every *.py of the package folder
+    (`root`, by default this package's): a resumed run must not combine folds trained by other
+    code. Short sha256s, the per-file ones so that a refusal can name the files that changed.
+    Computed once per process (it reads every file of the package)."""
+    root = Path(root or Path(__file__).resolve().parent)
+    files = {f.relative_to(root.parent).as_posix(): hashlib.sha256(f.read_bytes()).hexdigest()[:12]
+             for f in sorted(root.rglob("*.py")) if not f.name.startswith(".") and f.is_file()}
+    overall = hashlib.sha256("".join(f"{k} {v}\n" for k, v in files.items()).encode()).hexdigest()[:16]
+    return {"hash": overall, "files": files}
+
+
+def _code_changes(saved: dict, now: dict) -> str:
+    was, has = saved.get("files", {}), now["files"]
+    changes = [f"{f} {'added' if f not in was else 'removed' if f not in has else 'changed'}"
+               for f in sorted(set(was) | set(has)) if was.get(f) != has.get(f)]
+    named = ", ".join(changes[:3]) + (f", and {len(changes) - 3} more" if len(changes) > 3 else "")
+    return f"the code changed since it started ({named})" if changes else "the code changed since it started"
+
+
 def difference(state: dict, competition: str, config, data: dict) -> str | None:
-    """What differs between a stored run state and this command, in words; None if nothing."""
+    """What differs between a stored run state and this command, in words; None if nothing.
+    A state without a code fingerprint (written before it was recorded) matches any code."""
     if state.get("competition") != competition:
         return f"it is a {state.get('competition')} run"
     saved = state.get("config", {})
@@ -203,6 +235,9 @@ def difference(state: dict, competition: str, config, data: dict) -> str | None:
     for key in sorted(set(saved_data) | set(data)):
         if saved_data.get(key) != data.get(key):
             return (f"it was started on other data ({key} {saved_data.get(key)!r}, now {data.get(key)!r})")
+    saved_code = state.get("code")
+    if isinstance(saved_code, dict) and saved_code.get("hash") != code_fingerprint()["hash"]:
+        return _code_changes(saved_code, code_fingerprint())
     return None
 
 
@@ -274,7 +309,8 @@ def _open(path: Path, competition: str, config, data: dict, restart: bool) -> Ru
         existing, state = False, None
     if not existing:
         state = {"competition": competition, "config_name": config.name, "config_hash": config_hash(config),
-                 "config": _values(config), "data": data, "created": datetime.now().isoformat(timespec="seconds"),
+                 "config": _values(config), "data": data, "code": code_fingerprint(),
+                 "created": datetime.now().isoformat(timespec="seconds"),
                  "recorded_folds": None}
         atomic.write_json(path / STATE, state)
         if restart:
