@@ -15,11 +15,9 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from tqdm.auto import tqdm
 
-from . import atomic, distributed, resume, train_state
+from . import atomic, distributed, progress, resume, train_state
 from .errors import UserError
-from .training import quiet
 
 PREDICTIONS = "predictions.safetensors"
 
@@ -96,10 +94,16 @@ def run(folds: np.ndarray,
     folds = np.asarray(folds)
     n_folds = int(folds.max()) + 1
     chosen = only_folds if only_folds is not None else list(range(n_folds))
-    bar = tqdm(chosen, desc="folds", unit="fold", leave=False,
-               disable=quiet() or len(chosen) < 2 or not distributed.is_main())
+    # a bar of the folds on a terminal; in a log the line per finished fold (_report_fold) says it
+    bar = progress.bar(chosen, desc="folds", unit="fold", heartbeat=False,
+                       disable=len(chosen) < 2 or not distributed.is_main())
     if store is None:
-        outputs = {fold: fit_fold(fold, *fold_indices(folds, fold)) for fold in bar}
+        outputs = {}
+        for fold in bar:
+            fold_started = time.perf_counter()
+            outputs[fold] = fit_fold(fold, *fold_indices(folds, fold))
+            _report_fold(fold, n_folds, fold_indices(folds, fold)[1], outputs[fold], score, main_metric,
+                         time.perf_counter() - fold_started)
         return _assemble(folds, outputs, score, main_metric, started, trained=chosen)
     trained = []
     for fold in bar:
@@ -111,7 +115,9 @@ def run(folds: np.ndarray,
             fold_started = time.perf_counter()
             output = fit_fold(fold, train_index, valid_index)
             if distributed.is_main():
-                save_fold(store, fold, valid_index, output, time.perf_counter() - fold_started)
+                seconds = time.perf_counter() - fold_started
+                save_fold(store, fold, valid_index, output, seconds)
+                _report_fold(fold, n_folds, valid_index, output, score, main_metric, seconds)
         finally:
             if distributed.is_main():
                 resume.release_fold(store, fold)
@@ -130,6 +136,16 @@ def run(folds: np.ndarray,
     if not outputs:
         raise UserError(f"{store}: no fold of the run has finished")
     return _assemble(folds, outputs, score, main_metric, started, trained)
+
+
+def _report_fold(fold: int, n_folds: int, valid_index: np.ndarray, output: FoldOutput, score, main_metric: str,
+                 seconds: float) -> None:
+    """The one line (stdout) for a fold this process trained: 'fold 2/5: rmse_log 0.12345, kept epoch 14, 12.3 s'."""
+    if not distributed.is_main():
+        return
+    figures = score(valid_index, np.asarray(output.valid_prediction))
+    epochs = output.info.get("best_epochs", output.info.get("best_epoch"))
+    progress.say(progress.fold_line(fold, n_folds, main_metric, float(figures[main_metric]), seconds, epochs))
 
 
 def _claim(store: Path, fold: int, valid_index: np.ndarray) -> str:

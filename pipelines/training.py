@@ -3,7 +3,7 @@
 AdamW/Adam/SGD, warm-up then cosine decay, EMA of weights, early stopping on a
 validation score, gradient clipping, mixed precision (bf16, else fp16 with a gradient scaler),
 channels_last, cudnn.benchmark and optional torch.compile on GPUs, DistributedDataParallel
-under torchrun (distributed.py), and a progress bar that stays quiet under CI.
+under torchrun (distributed.py), and progress output (progress.py) that stays quiet under CI.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -20,9 +19,8 @@ from typing import Callable, Iterable
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
-from . import distributed, train_state
+from . import distributed, progress, train_state
 from .errors import UserError
 from .train_state import Resume
 
@@ -63,9 +61,7 @@ PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 _NOT_CHECKED = {"compile"}         # settings a resumed training may change: they do not change the result
 
 
-def quiet() -> bool:
-    """Progress bars off under CI or when PIPELINES_QUIET is set."""
-    return bool(os.environ.get("CI") or os.environ.get("PIPELINES_QUIET"))
+quiet = progress.quiet  # progress bars and heartbeats off under CI or when PIPELINES_QUIET is set
 
 
 def seed_everything(seed: int) -> None:
@@ -237,8 +233,8 @@ def fit(model: nn.Module,
     if settings.compile:
         net = torch.compile(net)
     kill_at = train_state.kill_point() if resume is not None else None
-    bar = tqdm(range(start_epoch, settings.epochs if not stopped else start_epoch), desc=desc,
-               initial=start_epoch, total=settings.epochs, disable=quiet() or not distributed.is_main(), leave=False)
+    bar = progress.bar(range(start_epoch, settings.epochs if not stopped else start_epoch), desc=desc,
+                       initial=start_epoch, total=settings.epochs, unit="epoch", disable=not distributed.is_main())
     for epoch in bar:
         model.train()
         started, loss_sum, seen = time.perf_counter(), 0.0, 0
@@ -266,6 +262,7 @@ def fit(model: nn.Module,
             step += 1
             if kill_at is not None:
                 train_state.maybe_kill(kill_at, resume.labels, epoch + 1, batch)
+            progress.poke(bar, f"batch {batch}/{steps_per_epoch}")  # a heartbeat in a long epoch (logs only)
         if world > 1:
             loss_sum, seen = distributed.all_reduce_sum([loss_sum, seen])
         scored_model = ema.module if ema is not None else model

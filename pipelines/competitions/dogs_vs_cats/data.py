@@ -410,11 +410,11 @@ def _source_record(entry: ImageEntry) -> tuple[str, int, str]:
 
 def fingerprint(entries: Sequence[ImageEntry], progress: bool = False) -> str:
     """SHA-256 over (key, byte count, SHA-256 of contents) of every entry, in order."""
-    from tqdm import tqdm
+    from ...progress import bar
 
     try:
-        return _combine([_source_record(e) for e in tqdm(entries, desc="check sources", unit="img", leave=False,
-                                                           disable=not _progress_enabled(progress))])
+        return _combine([_source_record(e) for e in bar(entries, desc="check sources", unit="img",
+                                                          disable=not _progress_enabled(progress))])
     finally:
         close_archives()
 
@@ -456,14 +456,13 @@ def _progress_enabled(progress: bool) -> bool:
 
 def _decode_all(tmp: Path, entries: Sequence[ImageEntry], size: int, workers: int,
                 progress: bool) -> list:
-    from tqdm import tqdm
+    from ...progress import bar as progress_bar
 
     n = len(entries)
     chunk = max(1, min(64, n // (max(workers, 1) * 8)))
     tasks = [(s, min(s + chunk, n)) for s in range(0, n, chunk)]
     results: list = [None] * n
-    bar = tqdm(total=n, unit="img", desc=f"decode {size}px",
-               disable=not _progress_enabled(progress), leave=False)
+    bar = progress_bar(total=n, unit="img", desc=f"decode {size}px", disable=not _progress_enabled(progress))
     try:
         if workers <= 1:
             _init_worker(str(tmp), entries, size)

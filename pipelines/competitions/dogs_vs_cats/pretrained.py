@@ -500,16 +500,15 @@ def _progress_fn(progress: bool | Callable[[int, int], None] | None) -> Callable
         return progress
     if not progress:
         return lambda done, total: None
-    start = time.monotonic()
-    last = [0.0]
+    from ...progress import bar  # a bar on a terminal, a heartbeat in a log (progress.py), on stderr
+    shown: list = []
 
     def report(done: int, total: int) -> None:
-        now = time.monotonic()
-        if done < total and now - last[0] < 10:
-            return
-        last[0] = now
-        rate = done / max(now - start, 1e-9)
-        print(f"features: {done}/{total} images, {rate:.1f} img/s", file=sys.stderr, flush=True)
+        if not shown:
+            shown.append(bar(total=total, desc="features", unit="img"))
+        shown[0].update(done - shown[0].n)
+        if done >= total:
+            shown[0].close()
 
     return report
 
@@ -539,7 +538,7 @@ def extract_features(
     engine: "onnx" (ONNX Runtime; the export is cached in cache_dir, else made in a temporary
     folder), "torch" (eager fp32, inference_mode) or "auto" (onnx, checked against torch on
     the first images, else torch). num_threads: CPU threads (default torch.get_num_threads()).
-    progress: a callable(done, total), or True for lines on stderr.
+    progress: a callable(done, total), or True for progress on stderr (progress.bar).
     out: optional preallocated array (e.g. a writable memmap) of the result's shape.
     info: if given, filled with engine, onnx_max_abs_diff (auto), seconds, images_per_s.
     """

@@ -24,13 +24,13 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from ... import (atomic, checkpoint, config as configs, distributed, folds as folding, kfold, paths, resume, runs,
                  submission)
 from ...device import resolve
 from ...errors import UserError
 from ...metrics import accuracy, log_loss, roc_auc
+from ...progress import bar as progress_bar, fold_label
 from ...training import Resume, TrainSettings, fit, quiet, seed_everything
 from . import augment, data, device_cache, features, models
 from . import pretrained as P
@@ -158,8 +158,7 @@ def read_test_folder(folder: Path, size: int) -> tuple[np.ndarray, np.ndarray]:
     images = np.empty((len(entries), size, size, 3), np.uint8)
     bad = []
     try:
-        for i, entry in enumerate(tqdm(entries, desc="decode test images", unit="img", leave=False,
-                                       disable=quiet())):
+        for i, entry in enumerate(progress_bar(entries, desc="decode test images", unit="img")):
             try:
                 images[i] = data.decode(data._read_checked(entry), size)
             except data.BadImage as exc:
@@ -214,10 +213,11 @@ def _probabilities(model: nn.Module, batches, device) -> np.ndarray:
 def predict_images(model: nn.Module, images: np.ndarray, norm: dict, device, batch_size: int,
                    tta_flip: bool, desc: str | None = None) -> np.ndarray:
     """P(dog) for uint8 images (N, S, S, 3); with tta_flip the mean over the image and its mirror.
-    With desc, a progress bar (quiet under CI or --quiet). `images` may be the device cache
-    (a uint8 tensor, device_cache.py): then the batches are made on its device."""
-    bar = tqdm(total=len(images) * (2 if tta_flip else 1), desc=desc, unit="img", leave=False,
-               disable=desc is None or quiet() or not distributed.is_main())
+    With desc, progress output (progress.py: a bar on a terminal, a heartbeat in a log; none under CI
+    or --quiet). `images` may be the device cache (a uint8 tensor, device_cache.py): then the batches
+    are made on its device."""
+    bar = progress_bar(total=len(images) * (2 if tta_flip else 1), desc=desc, unit="img",
+                       disable=desc is None or not distributed.is_main())
     convert = device_cache.to_tensor if isinstance(images, torch.Tensor) else augment.to_tensor
 
     def batches(flip):
@@ -523,17 +523,18 @@ def train(cfg: DogsConfig, source: Path, run_name: str | None, device_spec: str 
         state = Resume(run_dir / f"fold{fold}" / "last", f"fold {fold} seed {seed}", {"fold": fold})
         if cfg.recipe == "train":
             model, norm_, result = _train_network(cfg, images, labels, train_index, valid_index, seed, device,
-                                                  f"fold {fold}", state, device_images)
+                                                  fold_label(fold, cfg.folds), state, device_images)
             source_images = device_images if device_images is not None else images
             valid = predict_rows(model, source_images[valid_index], norm_, device, cfg.eval_batch_size,
-                                 cfg.tta_flip, f"predict fold {fold} (valid)")
+                                 cfg.tta_flip, f"predict {fold_label(fold, cfg.folds)} (valid)")
             test = (predict_rows(model, device_test_images if device_test_images is not None else test_images,
-                                 norm_, device, cfg.eval_batch_size, cfg.tta_flip, f"predict fold {fold} (test)")
+                                 norm_, device, cfg.eval_batch_size, cfg.tta_flip,
+                                 f"predict {fold_label(fold, cfg.folds)} (test)")
                     if test_images is not None else None)
             state, extra = model.state_dict(), {}
         else:
             model, result = _fit_head(cfg, train_feats, labels, train_index, valid_index, backbone, seed, device,
-                                      f"fold {fold}", state)
+                                      fold_label(fold, cfg.folds), state)
             norm_ = norm
             valid = head_probabilities(model, train_feats[valid_index])
             test = head_probabilities(model, test_feats) if test_feats is not None else None
@@ -626,7 +627,7 @@ def predict_folder(run_dir: Path, test_dir: Path, device_spec: str = "auto") -> 
             _load_into(model, state, f"{run_dir}/fold{meta['fold']}")
             model.to(device)
             total += predict_images(model, images, meta["normalization"], device, cfg.eval_batch_size, cfg.tta_flip,
-                                    f"predict fold {meta['fold']}")
+                                    f"predict {fold_label(meta['fold'], cfg.folds)}")
     else:
         backbone = make_backbone(cfg)
         if P.state_fingerprint(backbone) != meta0["backbone_sha"]:
