@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 
@@ -70,3 +71,21 @@ def use_deterministic() -> None:
     torch.use_deterministic_algorithms(True)
     torch.backends.cudnn.deterministic = True
     torch.backends.cudnn.benchmark = False
+
+
+@contextlib.contextmanager
+def cpu_threads(n: int):
+    """torch's intra-op CPU threads set to n inside the block, restored after it.
+
+    On the CPU the thread count is an input to the numbers: a matrix product split over two
+    threads sums in another order than one thread, so the same fold trained by a process with
+    OMP_NUM_THREADS=1 and one with two threads differs in the last bits, and folds trained in
+    parallel processes would not match a one-process run. Pinning the count where it costs
+    nothing (small networks) makes the result independent of the machine and the launcher.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

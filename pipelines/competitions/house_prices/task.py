@@ -11,9 +11,10 @@ import pandas as pd
 import torch
 
 from ... import atomic, checkpoint, config as configs, distributed, folds as folding, kfold, resume, runs, submission
-from ...device import resolve
+from ...device import cpu_threads, resolve
 from ...errors import UserError
 from ...metrics import rmse, rmse_log
+from ...progress import fold_label
 from ...training import Resume, TrainSettings, fit, seed_everything
 from . import comps, estimators, models
 from .data import ID, TARGET, fingerprint, read_csv
@@ -23,6 +24,10 @@ NAME = "house-prices"
 METRIC = "rmse_log"
 DEFAULT_CONFIG = "mlp"
 SUBMISSION_COLUMNS = [ID, TARGET]
+# The networks here (a few hundred inputs, one hidden layer) train as fast on one CPU thread as on
+# two (benchmarks/house_prices.py), and one thread everywhere makes every fold's numbers the same
+# whatever OMP_NUM_THREADS or core count the process that trains it has (device.cpu_threads).
+NETWORK_THREADS = 1
 
 
 @dataclass
@@ -129,8 +134,9 @@ def _train_one(cfg: HouseConfig, x_train, y_train, x_valid, y_valid_price, seed:
                              optimizer=cfg.optimizer, schedule=cfg.schedule, warmup_epochs=cfg.warmup_epochs,
                              patience=cfg.patience, monitor="rmse_log", keep=cfg.keep)
     steps = (len(xt) + cfg.batch_size - 1) // cfg.batch_size
-    result = fit(model, _batches(xt, yt, cfg.batch_size, seed), steps, loss_fn, evaluate, settings,
-                 device, desc=desc, resume=state)
+    with cpu_threads(NETWORK_THREADS):
+        result = fit(model, _batches(xt, yt, cfg.batch_size, seed), steps, loss_fn, evaluate, settings,
+                     device, desc=desc, resume=state)
     model.load_state_dict(result.best_state)
     return model, (y_mean, y_std), result
 
@@ -139,7 +145,7 @@ def _predict(model, scale, x: np.ndarray, device) -> np.ndarray:
     if not isinstance(model, torch.nn.Module):  # a classical estimator: predicts the log price
         return model.predict(x) * scale[1] + scale[0]
     model.eval()
-    with torch.no_grad():
+    with torch.no_grad(), cpu_threads(NETWORK_THREADS):
         out = model(torch.from_numpy(x).to(device)).double().cpu().numpy()
     return out * scale[1] + scale[0]
 
@@ -209,8 +215,9 @@ def train(cfg: HouseConfig, data_dir: Path, run_name: str | None, device_spec: s
                 continue
             state = Resume(run_dir / f"fold{fold}" / "last", f"fold {fold} member {member} seed {seed}",
                            {"fold": fold, "member": member})
+            label = fold_label(fold, cfg.folds, member if cfg.seeds_per_fold > 1 else None)  # 'fold 4/5 seed 0'
             model, scale, result = _train_one(cfg, x_fit, _target(prices[fit_index], cfg), x_valid,
-                                              prices[valid_index], seed, device, f"fold {fold}.{member}", state)
+                                              prices[valid_index], seed, device, label, state)
             valid_sum = valid_sum + _predict(model, scale, x_valid, device)
             if x_test is not None:
                 test_sum = test_sum + _predict(model, scale, x_test, device)
@@ -242,7 +249,7 @@ def train(cfg: HouseConfig, data_dir: Path, run_name: str | None, device_spec: s
                 if cfg.model in estimators.CLASSICAL:
                     return estimators.fit(cfg, x_train, y_train, seed).predict(x_held)
                 model, scale, _ = _train_one(cfg, x_train, y_train, x_held, np.exp(y_held), seed, device,
-                                             f"fold {fold} comps {inner}")
+                                             f"{fold_label(fold, cfg.folds)} comps {inner}")
                 return _predict(model, scale, x_held, device)
 
             residuals = comps.inner_residuals(fit_predict, x_fit, np.log(fit_prices), seed)
