@@ -83,5 +83,6 @@ blend-house: setup  ## House Prices' best recipe: train runs lasso and gbm (resu
 bench: setup  ## speed and score benchmarks; writes benchmarks/RESULTS.md
 	$(PY) -m benchmarks.run $(ARGS)
 
-clean:  ## remove generated runs and submissions (keeps data/ and .venv)
-	rm -rf runs submissions
+clean:  ## remove generated runs and submissions (keeps data/, .venv and the folders' READMEs)
+	rm -rf runs
+	find submissions -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +

@@ -30,7 +30,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 def _add_train_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="config name in configs/<competition>/ or a YAML path "
-                                         "(default: the competition's best config)")
+                                         "(default: the competition's default config: house-prices mlp, "
+                                         "dogs-vs-cats effnet-lite0-pair)")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
                         help="override a config key, e.g. --set lr=3e-4 (repeatable)")
     parser.add_argument("--data", help="folder with the competition's files in Kaggle's layout "
