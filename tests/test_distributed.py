@@ -27,7 +27,8 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import DOGS, ROOT
+from conftest import ROOT
+from drawn_images import write_dogs_vs_cats
 from pipelines import distributed, kfold, resume, train_state, training
 from pipelines.cli import main
 from pipelines.competitions.dogs_vs_cats import augment, device_cache
@@ -39,7 +40,6 @@ from pipelines.training import TrainSettings
 # Observed while writing the test: 0.0009, and 0.0092 with 48 images and 3 epochs (README,
 # "Scaling out", has the figures of a larger run: 0.0044 on 1,000 out-of-fold rows).
 DDP_CV_TOLERANCE = 0.03
-needs_dogs = pytest.mark.skipif(not (DOGS / "train").is_dir(), reason=f"{DOGS} not available")
 
 
 def _env(home: Path, **extra) -> dict:
@@ -64,15 +64,8 @@ def _finish(proc: subprocess.Popen) -> subprocess.CompletedProcess:
 
 
 def _small_dogs(root: Path, per_class: int = 16) -> Path:
-    for kind in ("cat", "dog"):
-        files = sorted((DOGS / "train").glob(f"{kind}.*.jpg"), key=lambda p: int(p.name.split(".")[1]))
-        for f in files[:per_class]:
-            (root / "train").mkdir(parents=True, exist_ok=True)
-            (root / "train" / f.name).symlink_to(f)
-    (root / "test1").mkdir()
-    for i in (1, 2, 3, 4, 5):
-        (root / "test1" / f"{i}.jpg").symlink_to(DOGS / "test1" / f"{i}.jpg")
-    return root
+    """Drawn look-alikes in Kaggle's layout: per_class cats and dogs, 5 test images."""
+    return write_dogs_vs_cats(root, per_class=per_class, n_test=5, n_originals=0)
 
 
 def _dogs_argv(data: Path, name: str, *sets: str) -> list[str]:
@@ -114,7 +107,6 @@ def ddp_runs(tmp_path_factory):
             "refused": (refused, err.getvalue())}
 
 
-@needs_dogs
 def test_ddp_oof_has_the_single_process_rows_in_order_and_a_close_cv(ddp_runs):
     runs = ddp_runs["runs"]
     one, ddp = (pd.read_csv(runs / name / "oof.csv") for name in ("one", "ddp"))
@@ -137,7 +129,6 @@ def test_ddp_oof_has_the_single_process_rows_in_order_and_a_close_cv(ddp_runs):
           f"training wall {cv['ddp']['wall_s']} s vs {cv['one']['wall_s']} s")
 
 
-@needs_dogs
 def test_a_killed_ddp_run_resumes_to_the_uninterrupted_result(ddp_runs):
     runs = ddp_runs["runs"]
     assert "resuming run cut" in ddp_runs["rerun"].stdout
@@ -148,7 +139,6 @@ def test_a_killed_ddp_run_resumes_to_the_uninterrupted_result(ddp_runs):
     assert not (runs / "cut" / "fold0" / "last").exists()
 
 
-@needs_dogs
 def test_a_ddp_training_state_is_not_resumed_on_another_number_of_processes(ddp_runs):
     code, err = ddp_runs["refused"]
     assert code == 2 and "saved by a run on 2 process(es), this one has 1" in err and "--restart" in err
@@ -419,7 +409,6 @@ def test_device_cache_batches_equal_the_host_path():
     assert device_cache.can_train(True, 1.0, 0.0) and not device_cache.can_train(True, 0.7, 0.0)
 
 
-@needs_dogs
 def test_dogs_run_from_the_device_cache(home, tmp_path, capsys):
     """gpu_cache: on, on the CPU: batches and predictions from the cache tensor equal the host path's
     exactly (no flips here; flips drawn on the device are checked above)."""

@@ -20,9 +20,6 @@ from PIL import Image
 from pipelines.competitions.dogs_vs_cats import data as dd
 from pipelines.errors import UserError
 
-SHARED = Path("/work/shared/data/dogs-vs-cats")
-
-
 # --------------------------------------------------------------------------- helpers
 
 def encode(img: Image.Image, fmt: str, **kw) -> bytes:
@@ -457,41 +454,71 @@ def test_all_bad_files_is_a_user_error(tmp_path):
     assert not (tmp_path / "cache" / "manifest.json").exists()
 
 
-# --------------------------------------------------------------------------- real data
+# --------------------------------------------------------------------------- whole images
 
-@pytest.mark.skipif(not (SHARED / "train").is_dir(), reason="shared Dogs vs. Cats data absent")
-def test_real_images(tmp_path):
+def _train_with_originals(tmp_path: Path, source: Path, n_train: int, originals: list[str]) -> Path:
+    """A train folder of links: the first n_train 200 px images of source (by name) and the given
+    full-size originals renamed cat.(10**6 + N).jpg, as one folder of mixed sizes."""
     src = tmp_path / "train"
     src.mkdir()
-    for name in sorted(os.listdir(SHARED / "train"))[:40]:
-        (src / name).symlink_to(SHARED / "train" / name)
-    originals = sorted(os.listdir(SHARED / "originals"))
-    for name in originals[:10] + originals[-10:]:                        # cats and dogs
+    for name in sorted(os.listdir(source / "train"))[:n_train]:
+        (src / name).symlink_to(source / "train" / name)
+    for name in originals:
         animal, n, ext = name.split(".")
-        (src / f"{animal}.{10**6 + int(n)}.{ext}").symlink_to(SHARED / "originals" / name)
-    sizes = {Image.open(SHARED / "originals" / n).size for n in originals[:10] + originals[-10:]}
+        (src / f"{animal}.{10**6 + int(n)}.{ext}").symlink_to(source / "originals" / name)
+    return src
+
+
+def _check_whole_images(tmp_path: Path, source: Path, n_train: int, originals: list[str]) -> None:
+    """Scan, cache, reuse and rebuild on whole image files (200 px copies and originals of mixed
+    sizes): every row equals decode() of its file."""
+    src = _train_with_originals(tmp_path, source, n_train, originals)
+    sizes = {Image.open(source / "originals" / n).size for n in originals}
     assert len(sizes) > 5                                                # really mixed sizes
+    n = n_train + len(originals)
 
     entries = dd.scan(src, "train")
-    assert len(entries) == 60
+    assert len(entries) == n
     cache_dir = tmp_path / "cache"
     cache = dd.ensure_cache(entries, cache_dir, 64, workers=2, progress=False)
-    assert cache.rebuilt and cache.images.shape == (60, 64, 64, 3)
+    assert cache.rebuilt and cache.images.shape == (n, 64, 64, 3)
     assert cache.manifest["counts"]["skipped"] == 0
     assert list(cache.labels) == [int(k.startswith("dog")) for k in cache.keys]
     assert {0, 1} == set(cache.labels.tolist())
-    for i in (0, 39, 45, 59):
-        assert np.array_equal(cache.images[i], dd.decode((src / cache.keys[i]).read_bytes(), 64))
-    assert cache.images.std() > 20                                       # real pictures, not blanks
+    for i in range(n):
+        assert np.array_equal(cache.images[i], dd.decode((src / cache.keys[i]).read_bytes(), 64)), \
+            cache.keys[i]
+    assert cache.images.std() > 20                                       # pictures, not blanks
 
     assert not dd.ensure_cache(dd.scan(src, "train"), cache_dir, 64, progress=False).rebuilt
     victim = src / cache.keys[3]
     target = victim.resolve()
     victim.unlink()
-    shutil.copyfile(SHARED / "train" / "dog.1.jpg", victim)             # same name, new picture
+    shutil.copyfile(source / "train" / "dog.1.jpg", victim)             # same name, new picture
     assert target != victim.resolve()
     changed = dd.ensure_cache(dd.scan(src, "train"), cache_dir, 64, progress=False)
     assert changed.rebuilt and "contents" in changed.reason
     assert np.array_equal(changed.images[3], dd.decode(victim.read_bytes(), 64))
+    assert not np.array_equal(changed.images[3], cache.images[3])
     resized = dd.ensure_cache(dd.scan(src, "train"), cache_dir, 48, progress=False)
-    assert resized.rebuilt and resized.images.shape == (60, 48, 48, 3)
+    assert resized.rebuilt and resized.images.shape == (n, 48, 48, 3)
+
+
+def test_whole_images_of_mixed_sizes_and_modes(dogs_data, tmp_path):
+    """Drawn look-alikes: 40 of the 200 px copies and the 12 originals of mixed sizes, among them
+    a greyscale, a CMYK and a progressive JPEG and a PNG with alpha named .jpg."""
+    originals = sorted(os.listdir(dogs_data / "originals"))
+    modes = set()
+    for name in originals:
+        with Image.open(dogs_data / "originals" / name) as im:
+            modes.add((im.format, im.mode, bool(im.info.get("progressive"))))
+    assert {("JPEG", "L", False), ("JPEG", "CMYK", False), ("JPEG", "RGB", True),
+            ("PNG", "RGBA", False)} <= modes                              # the odd ones are there
+    _check_whole_images(tmp_path, dogs_data, 40, originals)
+
+
+@pytest.mark.real_data(needs="dogs-vs-cats/originals")
+def test_real_images(real_dogs_data, tmp_path):
+    """The real download: 40 of the 200 px copies and 20 full-size originals (cats and dogs)."""
+    originals = sorted(os.listdir(real_dogs_data / "originals"))
+    _check_whole_images(tmp_path, real_dogs_data, 40, originals[:10] + originals[-10:])

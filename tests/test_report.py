@@ -1,5 +1,6 @@
-"""Run reports on small real runs: the plots are written, are real PNGs, the Markdown shows
-them, and the numbers in it agree with the run's own files."""
+"""Run reports on small runs (the Ames houses laid out as Kaggle's files; drawn Dogs vs. Cats
+look-alikes): the plots are written, are real PNGs, the Markdown shows them, and the numbers in
+it agree with the run's own files."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from conftest import DOGS, HOUSE
+from drawn_images import draw
 from pipelines import leaderboard, report
 from pipelines.cli import main
 
@@ -32,34 +33,38 @@ def project(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def house_run(project) -> Path:
-    assert (HOUSE / "train.csv").exists(), f"real House Prices data expected in {HOUSE}"
-    assert main(["train", "house-prices", "--config", "d2l-linear", "--data", str(HOUSE), "--name", "h",
+def house_run(project, house_data) -> Path:
+    assert main(["train", "house-prices", "--config", "d2l-linear", "--data", str(house_data), "--name", "h",
                  "--device", "cpu", "--quiet", "--set", "epochs=5", "--set", "folds=3"]) == 0
     return project / "runs" / "house-prices" / "h"
 
 
+DOGS_COUNTS = {"cat": 240, "dog": 160}  # unequal, so a confusion matrix with swapped rows or columns reads differently
+MISLABELLED = 5                          # every 5th picture shows the other animal: mistakes are certain
+
+
 def _dogs_data(root: Path) -> Path:
-    """240 cats and 160 dogs (unequal, so a confusion matrix with swapped rows or columns reads
-    differently), 6 test images, linked from the shared data."""
-    for kind, count in (("cat", 240), ("dog", 160)):
-        files = sorted((DOGS / "train").glob(f"{kind}.*.jpg"), key=lambda p: int(p.name.split(".")[1]))[:count]
-        for f in files:
-            (root / "train").mkdir(parents=True, exist_ok=True)
-            (root / "train" / f.name).symlink_to(f)
-    for f in sorted((DOGS / "test1").glob("*.jpg"), key=lambda p: int(p.stem))[:6]:
-        (root / "test1").mkdir(parents=True, exist_ok=True)
-        (root / "test1" / f.name).symlink_to(f)
+    """240 cats and 160 dogs drawn at 64 px (every 5th of them drawn as the other animal, as a
+    hard or mislabelled photo, so the out-of-fold predictions hold mistakes however well the
+    network learns), 6 test images."""
+    rng = np.random.default_rng(1)
+    (root / "train").mkdir(parents=True)
+    (root / "test1").mkdir(parents=True)
+    for label, (kind, count) in enumerate(DOGS_COUNTS.items()):
+        for n in range(count):
+            shown = 1 - label if n % MISLABELLED == MISLABELLED - 1 else label
+            draw(shown, rng, (64, 64)).save(root / "train" / f"{kind}.{n}.jpg", quality=90)
+    for n in range(1, 7):
+        draw(n % 2, rng, (64, 64)).save(root / "test1" / f"{n}.jpg", quality=90)
     return root
 
 
 @pytest.fixture(scope="module")
 def dogs_run(project, tmp_path_factory) -> Path:
-    if not (DOGS / "train").is_dir():
-        pytest.skip(f"{DOGS} not available")
     data = _dogs_data(tmp_path_factory.mktemp("dogs-data"))
-    # lenet-modern learns a little in 6 short epochs at 16 px (about 63% accuracy): both columns of
-    # the confusion matrix are filled, unlike d2l's lenet, which stays at one class here.
+    # lenet-modern learns in 6 short epochs at 16 px: both columns of the confusion matrix are
+    # filled (the mislabelled fifth keeps mistakes in both rows), unlike d2l's lenet, which can
+    # stay at one class.
     assert main(["train", "dogs-vs-cats", "--config", "lenet-modern", "--data", str(data), "--name", "d",
                  "--device", "cpu", "--quiet", "--set", "folds=2", "--set", "epochs=6",
                  "--set", "batch_size=32", "--set", "image_size=16"]) == 0
@@ -151,12 +156,12 @@ def test_no_history_says_so_instead_of_plotting(house_run, project):
     assert_real_png(copy / "report" / "oof_pred_vs_true.png")
 
 
-def test_a_failing_report_does_not_lose_the_run(home, monkeypatch, capsys):
+def test_a_failing_report_does_not_lose_the_run(home, house_data, monkeypatch, capsys):
     def broken(run_dir):
         raise RuntimeError("disk full\nsecond line")
 
     monkeypatch.setattr(report, "write", broken)
-    assert main(["train", "house-prices", "--config", "d2l-linear", "--data", str(HOUSE), "--name", "x",
+    assert main(["train", "house-prices", "--config", "d2l-linear", "--data", str(house_data), "--name", "x",
                  "--device", "cpu", "--quiet", "--set", "epochs=1", "--set", "folds=2"]) == 0
     captured = capsys.readouterr()
     warning = [line for line in captured.err.splitlines() if line.startswith("warning: run report not written")]
@@ -191,9 +196,11 @@ def test_dogs_confusion_matrix_counts_match_oof(dogs_run):
     assert [r[0] for r in rows] == ["cat", "dog"]
     counts = np.array([[int(r[1]), int(r[2])] for r in rows])
     np.testing.assert_array_equal(counts, expected)
-    assert counts.sum() == len(oof) == 400
+    total = sum(DOGS_COUNTS.values())
+    assert counts.sum() == len(oof) == total
+    np.testing.assert_array_equal(counts.sum(axis=1), list(DOGS_COUNTS.values()))
     run = json.loads((dogs_run / "run.json").read_text())
-    assert np.trace(counts) / 400 == pytest.approx(run["accuracy"])
+    assert np.trace(counts) / total == pytest.approx(run["accuracy"])
 
 
 def test_dogs_mistakes_and_calibration_tables_match_oof(dogs_run):

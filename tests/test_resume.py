@@ -19,7 +19,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import DOGS, ROOT
+from conftest import ROOT
 from pipelines import resume, train_state, training
 from pipelines.cli import main
 from pipelines.competitions.house_prices import task as house
@@ -287,23 +287,25 @@ def test_house_run_killed_mid_epoch_then_rerun_equals_uninterrupted(home, house_
     assert [r["run"] for r in rows].count("cut") == 1
 
 
-def _small_dogs(root: Path) -> Path:
+def _small_dogs(source: Path, root: Path) -> Path:
+    """16 cats, 16 dogs and 4 test images linked from source (the drawn look-alikes)."""
     for kind in ("cat", "dog"):
-        files = sorted((DOGS / "train").glob(f"{kind}.*.jpg"), key=lambda p: int(p.name.split(".")[1]))[:16]
+        files = sorted((source / "train").glob(f"{kind}.*.jpg"), key=lambda p: int(p.name.split(".")[1]))[:16]
+        assert len(files) == 16, f"expected 16 {kind} images in {source / 'train'}"
         for f in files:
             (root / "train").mkdir(parents=True, exist_ok=True)
             (root / "train" / f.name).symlink_to(f)
     (root / "test1").mkdir()
     for i in (1, 2, 3, 4):
-        (root / "test1" / f"{i}.jpg").symlink_to(DOGS / "test1" / f"{i}.jpg")
+        (root / "test1" / f"{i}.jpg").symlink_to(source / "test1" / f"{i}.jpg")
     return root
 
 
-@pytest.mark.skipif(not (DOGS / "train").is_dir(), reason=f"{DOGS} not available")
-def test_dogs_run_killed_mid_epoch_then_rerun_equals_uninterrupted(home, tmp_path, capsys, monkeypatch, one_thread):
+def test_dogs_run_killed_mid_epoch_then_rerun_equals_uninterrupted(home, dogs_data, tmp_path, capsys, monkeypatch,
+                                                                   one_thread):
     """From scratch with augmentation (random crops, flips, colour jitter), dropout-free modern LeNet."""
     monkeypatch.delenv(train_state.KILL_ENV, raising=False)
-    data = _small_dogs(tmp_path / "d")
+    data = _small_dogs(dogs_data, tmp_path / "d")
 
     def argv(name):
         return ["train", "dogs-vs-cats", "--config", "lenet-modern", "--data", str(data), "--name", name,
