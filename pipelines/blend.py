@@ -23,6 +23,15 @@ own `clip` first, as its test predictions were, so the blend is fitted on what i
 The blend leaves the files a trained run leaves (folds.csv copied, oof.csv, test_predictions.csv,
 run.json, metrics.json, a registry row), so `submit`, `report`, `leaderboard` and another
 blend read it like any run.
+
+Predicting a new test file (House Prices) or folder (Dogs vs. Cats) from a blend (`predict`,
+called by the competitions' `predict` verb) predicts it with each member run (from its fold
+checkpoints, or, for a member that is itself a blend, by this same recipe) and combines the
+members' predictions exactly as the blend combined their test predictions when it was made: the
+weights and intercept (stacker) recorded in run.json's config_values, Dogs vs. Cats members
+clipped by their own `clip`, the result clipped by the blend's. run.json records each member's
+config hash and training id; a member that is gone, or was retrained since (another training id
+or config), is refused, naming it.
 """
 
 from __future__ import annotations
@@ -53,6 +62,8 @@ class BlendConfig:
     members: list[str] = field(default_factory=list)
     member_configs: list[str] = field(default_factory=list)
     member_hashes: list[str] = field(default_factory=list)
+    member_training_ids: list[str | None] = field(default_factory=list)  # which training of each member
+    member_paths: list[str] = field(default_factory=list)   # their folders, relative to the home when under it
     weights: list[float] = field(default_factory=list)     # final fit, on all out-of-fold rows
     intercept: float = 0.0
     clip: float | None = None                               # Dogs vs. Cats: clip of the blend's P(dog)
@@ -97,11 +108,19 @@ class _House:
         model = LinearRegression(positive=True).fit(z, target)
         return np.asarray(model.coef_, float), float(model.intercept_)
 
+    def test_frame(self, ids: np.ndarray, pred: np.ndarray, clip) -> pd.DataFrame:
+        return pd.DataFrame({self.test_id: ids, self.test_value: pred})
+
     def write_test(self, run_dir: Path, ids: np.ndarray, pred: np.ndarray, clip) -> None:
         from .competitions.house_prices import task
 
-        task.write_submission(pd.DataFrame({self.test_id: ids, self.test_value: pred}),
-                              run_dir / "test_predictions.csv", ids)
+        task.write_submission(self.test_frame(ids, pred, clip), run_dir / "test_predictions.csv", ids)
+
+    def predict_member(self, run_dir: Path, test: Path, device: str) -> pd.DataFrame:
+        """A trained run's predictions for a test CSV, from its fold checkpoints."""
+        from .competitions.house_prices import task
+
+        return task.predict(run_dir, test, device)
 
     def extra(self, cv: dict, first: dict) -> dict:
         return {"dataset": first["dataset"]} if "dataset" in first else {}
@@ -149,11 +168,22 @@ class _Dogs:
         model = LogisticRegression(C=1.0, max_iter=2000).fit(z, target.astype(int))
         return np.asarray(model.coef_[0], float), float(model.intercept_[0])
 
+    def test_frame(self, ids: np.ndarray, pred: np.ndarray, clip) -> pd.DataFrame:
+        from .competitions.dogs_vs_cats import task
+
+        return task.submission_frame(ids, pred, clip)
+
     def write_test(self, run_dir: Path, ids: np.ndarray, pred: np.ndarray, clip) -> None:
         from .competitions.dogs_vs_cats import task
 
-        frame = task.submission_frame(ids, pred, clip)
+        frame = self.test_frame(ids, pred, clip)
         task.write_submission(frame, run_dir / "test_predictions.csv", frame[task.ID])
+
+    def predict_member(self, run_dir: Path, test: Path, device: str) -> pd.DataFrame:
+        """A trained run's P(dog) (clipped by its own clip) for an image folder, from its fold checkpoints."""
+        from .competitions.dogs_vs_cats import task
+
+        return task.predict_folder(run_dir, test, device)
 
     def extra(self, cv: dict, first: dict) -> dict:
         return {"accuracy": cv["accuracy"], "roc_auc": cv["roc_auc"]}
@@ -388,6 +418,8 @@ def blend(competition: str, specs: list[str], method: str = DEFAULT_METHOD, name
                          members=[m.name for m in members],
                          member_configs=[str(m.run.get("config")) for m in members],
                          member_hashes=[str(m.run.get("config_hash")) for m in members],
+                         member_training_ids=[m.run.get("training_id") for m in members],
+                         member_paths=[_portable(m.run_dir) for m in members],
                          weights=[float(x) for x in weights], intercept=float(intercept), clip=clip)
     run_dir = paths.new_run_dir(competition, name or paths.default_run_name(config.name), restart)
     for stale in ("test_predictions.csv",):  # an overwritten run never keeps another blend's file
@@ -400,6 +432,7 @@ def blend(competition: str, specs: list[str], method: str = DEFAULT_METHOD, name
     if test_pred is not None:
         ad.write_test(run_dir, test_ids, test_pred, clip)
     member_rows = [{"run": m.name, "config": m.run.get("config"), "config_hash": m.run.get("config_hash"),
+                    "training_id": m.run.get("training_id"),
                     "cv": m.run.get("cv"), "weight": float(w)} for m, w in zip(members, weights)]
     row = runs.record(run_dir, competition=competition, config=config, result=result, metric=ad.metric,
                       greater_is_better=False, wall_s=time.perf_counter() - started, device="cpu",
@@ -435,3 +468,144 @@ def command(args) -> int:
     if (out["run_dir"] / "test_predictions.csv").exists():
         print(f"next: make submit COMP={args.competition} RUN={out['run_dir'].name}")
     return 0
+
+
+# --------------------------------------------------------------------------- predict
+
+NEEDED = ("method", "members", "member_hashes", "member_training_ids", "weights", "intercept", "clip")
+
+
+def is_blend(run: dict) -> bool:
+    """Whether a run.json is a blend's: config blend-<method>, its members in config_values."""
+    return str(run.get("config", "")).startswith("blend-") and "members" in (run.get("config_values") or {})
+
+
+def is_blend_dir(run_dir: Path) -> bool:
+    return (Path(run_dir) / "run.json").exists() and is_blend(runs.load_run(Path(run_dir)))
+
+
+@dataclass
+class _Plan:
+    """A blend checked for prediction: its recipe and its members (run dir, run.json, and the
+    member's own plan when it is a blend)."""
+    name: str
+    method: str
+    weights: np.ndarray
+    intercept: float
+    clip: float | None
+    members: list[tuple[Path, dict, "_Plan | None"]]
+
+
+def _rerun(competition: str, name: str, values: dict) -> str:
+    members = " ".join(values.get("members") or ["RUN1", "RUN2"])
+    return (f"python -m pipelines blend {competition} {members} --method {values.get('method', DEFAULT_METHOD)} "
+            f"--name {name} --restart")
+
+
+def _portable(run_dir: Path) -> str:
+    """A member's folder as recorded: relative to the project home when under it (a moved or copied
+    home still finds its own runs), absolute otherwise."""
+    where = Path(run_dir).resolve()
+    try:
+        return str(where.relative_to(paths.home()))
+    except ValueError:
+        return str(where)
+
+
+def _member_dir(competition: str, member: str, recorded: str | None) -> Path | None:
+    """The member's folder: the one recorded when the blend was made, else runs/<competition>/<member>."""
+    for candidate in ([paths.home() / recorded] if recorded else []) + [paths.runs_dir(competition) / member]:
+        if (candidate / "run.json").exists():
+            return candidate
+    return None
+
+
+def _plan(competition: str, run_dir: Path, chain: frozenset) -> _Plan:
+    """Check a blend and (recursively) its members before anything is predicted; refuse in one line."""
+    run = runs.load_run(run_dir)
+    name = run_dir.name
+    if run.get("competition") != competition:
+        raise UserError(f"run {name} is a {run.get('competition')!r} blend, not {competition}")
+    values = run.get("config_values") or {}
+    missing = [key for key in NEEDED if key not in values]
+    if missing:
+        raise UserError(f"blend {name} was made before blends recorded what predict needs (no "
+                        f"{', '.join(missing)} in {run_dir / 'run.json'}): re-run the blend command, "
+                        f"{_rerun(competition, name, values)}")
+    members = list(values["members"])
+    uneven = [key for key in ("member_hashes", "member_training_ids", "weights", "member_paths")
+              if key in values and len(values[key]) != len(members)]
+    if values["method"] not in METHODS or uneven or len(members) < 2:
+        what = (f"method {values['method']!r}" if values["method"] not in METHODS else
+                f"{uneven[0]} has {len(values[uneven[0]])} entries for {len(members)} members" if uneven else
+                f"{len(members)} member(s)")
+        raise UserError(f"blend {name}: {run_dir / 'run.json'} is damaged ({what}): re-run the blend command, "
+                        f"{_rerun(competition, name, values)}")
+    recorded = list(values.get("member_paths") or [None] * len(members))
+    planned = []
+    for member, where, config_hash, training_id in zip(members, recorded, values["member_hashes"],
+                                                        values["member_training_ids"]):
+        member_dir = _member_dir(competition, member, where)
+        if member_dir is None:
+            gone = paths.home() / where if where else paths.runs_dir(competition) / member
+            raise UserError(f"blend {name}: member run {member} is missing (no {gone / 'run.json'}): restore it, "
+                            f"or blend runs that exist under a new --name")
+        if member_dir.resolve() in chain:
+            raise UserError(f"blend {name}: member run {member} is this blend or a blend containing it: "
+                            f"re-run the blend command, {_rerun(competition, name, values)}")
+        member_run = runs.load_run(member_dir)
+        now_hash, now_id = str(member_run.get("config_hash")), member_run.get("training_id")
+        if now_hash != str(config_hash) or now_id != training_id:
+            what = (f"config hash {now_hash}, not {config_hash}" if now_hash != str(config_hash) else
+                    f"training_id {now_id}, not {training_id}")
+            raise UserError(f"blend {name}: member run {member} was retrained since the blend was made ({what}); "
+                            f"the blend was made from its earlier training: re-run the blend command, "
+                            f"{_rerun(competition, name, values)}")
+        if is_blend(member_run):
+            sub = _plan(competition, member_dir, chain | {member_dir.resolve()})
+        else:
+            sub = None
+            if not kfold.finished_fold_dirs(member_dir):
+                raise UserError(f"blend {name}: member run {member} has no fold checkpoints in {member_dir}, so the "
+                                f"blend cannot predict new data (its test_predictions.csv still serves `submit`)")
+        planned.append((member_dir, member_run, sub))
+    return _Plan(name, values["method"], np.asarray(values["weights"], float), float(values["intercept"]),
+                 values["clip"], planned)
+
+
+def _predict_plan(ad, plan: _Plan, test: Path, device: str) -> pd.DataFrame:
+    frames = []
+    for member_dir, member_run, sub in plan.members:
+        if sub is not None:
+            frame = _predict_plan(ad, sub, test, device)
+        else:
+            try:
+                frame = ad.predict_member(member_dir, test, device)
+            except UserError as exc:
+                if type(exc) is not UserError:
+                    raise
+                raise UserError(f"blend {plan.name}: member run {member_dir.name}: {exc}") from None
+        frames.append((member_run, frame))
+    # as blend() read the members' test_predictions.csv: rows in the first member's order
+    ids = frames[0][1][ad.test_id].to_numpy()
+    values = np.column_stack([
+        ad.member_values(frame.set_index(ad.test_id)[ad.test_value].reindex(ids).to_numpy(dtype=float), run)
+        for run, frame in frames])
+    if np.isnan(values).any():
+        column = int(np.flatnonzero(np.isnan(values).any(axis=0))[0])
+        raise UserError(f"blend {plan.name}: member run {plan.members[column][0].name} predicted other "
+                        f"{ad.test_id}s than {plan.members[0][0].name} for {test}")
+    return ad.test_frame(ids, combine(plan.method, ad, values, plan.weights, plan.intercept), plan.clip)
+
+
+def predict(competition: str, run_dir: Path, test: Path, device: str = "auto") -> pd.DataFrame:
+    """A blend's predictions for a new test file (House Prices) or image folder (Dogs vs. Cats):
+    each member predicts it (from its fold checkpoints, or as a blend itself), then the members
+    are combined with the blend's recorded method, weights, intercept and clip. Returns the frame
+    the competition's submission writer takes (columns as in test_predictions.csv)."""
+    ad = adapter(competition)
+    run_dir = Path(run_dir)
+    if not is_blend_dir(run_dir):
+        raise UserError(f"run {run_dir.name} is not a blend (its run.json has no blend config)")
+    plan = _plan(competition, run_dir, frozenset({run_dir.resolve()}))
+    return _predict_plan(ad, plan, Path(test), device)

@@ -65,8 +65,13 @@ def train(args) -> int:
 
 
 def predict(args) -> int:
+    from ... import blend
+
     run_dir = paths.find_run(task.NAME, args.run)
-    frame = task.predict(run_dir, Path(args.test), args.device)
+    if blend.is_blend_dir(run_dir):  # its members predict; combined as the blend combined their test predictions
+        frame = blend.predict(task.NAME, run_dir, Path(args.test), args.device)
+    else:
+        frame = task.predict(run_dir, Path(args.test), args.device)
     path = task.write_submission(frame, Path(args.out), frame[ID])
     print(f"wrote {path} ({len(frame)} rows) from {run_dir.name}")
     return 0
