@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared" / "data"
+# The real competition files in Kaggle's layout (house-prices/, dogs-vs-cats/ with train/, test1/,
+# originals/): PIPELINES_BENCH_DATA, by default ../shared/data beside the repository.
+SHARED = Path(os.environ.get("PIPELINES_BENCH_DATA") or ROOT.parent / "shared" / "data")
 DOGS = SHARED / "dogs-vs-cats"
 HOUSE = SHARED / "house-prices"
 OUT = Path(__file__).resolve().parent / "out"      # git-ignored: caches reused between runs

@@ -18,7 +18,7 @@ fold's log loss. With more than one GPU, the scratch run again under
 `torchrun --nproc_per_node=N` (NCCL): its out-of-fold rows and order must equal the one-GPU run's,
 its CV is printed beside it, and the speed-up is reported.
 
-Without a GPU it says so and exits 0. Options: --data DIR (default ../shared/data/dogs-vs-cats),
+Without a GPU it says so and exits 0. Options: --data DIR (default $PIPELINES_BENCH_DATA/dogs-vs-cats, PIPELINES_BENCH_DATA defaulting to ../shared/data),
 --images N (default 8000), --compile, --skip pretrained|scratch|ddp, --out FILE (JSON results).
 --smoke runs the same script on the CPU at toy sizes (48 images, 32 px, batch 8, DDP with 2 gloo
 processes), to check the script itself where there is no GPU; its figures mean nothing.
@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_DATA = ROOT.parent / "shared" / "data" / "dogs-vs-cats"
+DEFAULT_DATA = Path(os.environ.get("PIPELINES_BENCH_DATA") or ROOT.parent / "shared" / "data") / "dogs-vs-cats"
 
 RUNS = {
     "pretrained": ["arch=tf_efficientnet_lite0", "pretrained=efficientnet-lite0-package", "recipe=train",
