@@ -28,7 +28,7 @@ _torchrun = $(VENV)/bin/torchrun --nproc_per_node=$(NPROC)
 _launch = $(if $(filter-out 1,$(NNODES)),$(_torchrun) --nnodes=$(NNODES) --node_rank=$(NODE_RANK) \
 	--master_addr=$(MASTER_ADDR) --master_port=$(MASTER_PORT),$(if $(filter-out 1,$(NPROC)),$(_torchrun) --standalone,$(PY)))
 
-.PHONY: all setup test data prepare train-house train-catsdogs submit leaderboard report blend blend-house bench demo clean help
+.PHONY: all setup test data prepare train train-house train-catsdogs submit leaderboard report blend blend-house bench demo clean help
 
 all: setup demo  ## set up if needed, then run the main job on the built-in data
 
@@ -54,6 +54,9 @@ data: setup  ## download COMP from Kaggle, or check and copy a local copy with D
 	$(PY) -m pipelines prepare $(COMP) $(_data) $(ARGS)
 
 prepare: data
+
+train: setup  ## k-fold training for any competition: COMP=... EXP=... (NPROC=N [NNODES ...]: DDP via torchrun)
+	$(_launch) -m pipelines train $(COMP) $(_config) $(_data) --device $(DEVICE) $(ARGS)
 
 train-house: setup  ## k-fold training for House Prices (EXP=mlp, d2l-linear, ...)
 	$(PY) -m pipelines train house-prices $(_config) $(_data) --device $(DEVICE) $(ARGS)

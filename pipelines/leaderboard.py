@@ -32,6 +32,14 @@ def append(row: dict, path: Path | None = None) -> None:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def submission_message(run: dict) -> str:
+    """The message a Kaggle submission of a run is uploaded with (kaggle.submit): it names the run,
+    its config, CV and commit, so the submission can be tied back to the training it came from."""
+    code = run.get("code") or {}
+    commit = str(code.get("commit") or "unknown") + ("-dirty" if code.get("dirty") else "")
+    return f"run {run['run']} config {run.get('config', '?')} CV {float(run['cv']):.5f} (commit {commit})"
+
+
 def read_lines(path: Path | None = None) -> list[dict]:
     """Every registry line as written: run rows and update rows (those with a "kind")."""
     path = path or paths.registry_path()
@@ -106,7 +114,7 @@ def _submitted_training(competition: str, run: str, lines: list[dict], ref: str 
     """(known, training id) of the training a Kaggle submission of `run` was made from.
 
     By its ref, when an earlier update row of that ref names a training; else by its message
-    (`kaggle.submission_message`, which holds the run's CV and commit) matched against the
+    (`submission_message`, which holds the run's CV and commit) matched against the
     run's record on disk, then its registry rows, newest first; else, without a message, the
     training on disk. known is False when the match is the run's newest record and that was
     written before training ids existed: the update row then carries no id and attaches to the
@@ -130,8 +138,6 @@ def _submitted_training(competition: str, run: str, lines: list[dict], ref: str 
     if not message:
         matched = candidates[0] if candidates else None
     else:
-        from .kaggle import submission_message
-
         def made_from(candidate: dict) -> bool:
             try:
                 return submission_message(candidate) == message.strip()
@@ -205,12 +211,10 @@ def _cell(key: str, row: dict) -> str:
 
 def _link_report(cells: list[str], row: dict) -> list[str]:
     """Markdown: the run's name links to its report (path relative to the project home) once written."""
-    from .report import report_path
-
     candidates = [paths.runs_dir(str(row.get("competition"))) / str(row.get("run"))]
     if row.get("path"):
         candidates.append(Path(row["path"]))
-    found = next((report_path(c) for c in candidates if report_path(c).exists()), None)
+    found = next((paths.report_path(c) for c in candidates if paths.report_path(c).exists()), None)
     if found is None:
         return cells
     try:

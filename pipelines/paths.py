@@ -36,6 +36,14 @@ def registry_path() -> Path:
     return home() / "runs" / "registry.jsonl"
 
 
+REPORT_FOLDER = "report"
+
+
+def report_path(run_dir: str | Path) -> Path:
+    """Where a run's report (pipelines/report.py) is written: <run_dir>/report/report.md."""
+    return Path(run_dir) / REPORT_FOLDER / "report.md"
+
+
 def default_run_name(config_name: str) -> str:
     return f"{config_name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
 

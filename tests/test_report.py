@@ -17,6 +17,8 @@ from PIL import Image
 from drawn_images import draw
 from pipelines import leaderboard, report
 from pipelines.cli import main
+from pipelines.competitions.dogs_vs_cats import report as dogs_report
+from pipelines.competitions.house_prices import report as house_report
 
 HOUSE_PLOTS = ["learning_curves.png", "oof_pred_vs_true.png", "oof_residuals.png"]
 DOGS_PLOTS = ["learning_curves.png", "confusion_matrix.png", "calibration.png", "confident_mistakes.png"]
@@ -120,7 +122,7 @@ def test_house_report_plots_are_written_and_shown(house_run):
 def test_house_worst_residuals_match_oof(house_run):
     oof = pd.read_csv(house_run / "oof.csv")
     residual = np.log(np.clip(oof["oof_SalePrice"], 1.0, None)) - np.log(oof["SalePrice"])
-    expected = oof["Id"].to_numpy()[np.argsort(-np.abs(residual.to_numpy()))[:report.WORST]]
+    expected = oof["Id"].to_numpy()[np.argsort(-np.abs(residual.to_numpy()))[:house_report.WORST]]
     rows = markdown_table_after((house_run / "report" / "report.md").read_text(), "Largest residuals")
     assert [int(r[0]) for r in rows] == expected.tolist()
     assert float(rows[0][4]) == pytest.approx(residual[residual.abs().idxmax()], abs=1e-4)
@@ -209,14 +211,14 @@ def test_dogs_mistakes_and_calibration_tables_match_oof(dogs_run):
     p, label = oof["oof_p_dog"].to_numpy(), oof["label"].to_numpy()
     wrong = (p > 0.5).astype(int) != label
     rows = markdown_table_after(markdown, "![most confident mistakes]")
-    assert len(rows) == min(report.MISTAKES, int(wrong.sum()))
+    assert len(rows) == min(dogs_report.MISTAKES, int(wrong.sum()))
     by_key = dict(zip(oof["key"], zip(p, label)))
     confidence = [abs(by_key[r[0]][0] - 0.5) for r in rows]
     assert all(((by_key[r[0]][0] > 0.5) != bool(by_key[r[0]][1])) for r in rows)  # each one is a mistake
     assert confidence == sorted(confidence, reverse=True)
     assert confidence[0] == pytest.approx(np.abs(p[wrong] - 0.5).max())
     calibration = markdown_table_after(markdown, "Expected calibration error")
-    assert len(calibration) == report.CALIBRATION_BINS and sum(int(r[1]) for r in calibration) == len(oof)
+    assert len(calibration) == dogs_report.CALIBRATION_BINS and sum(int(r[1]) for r in calibration) == len(oof)
 
 
 def test_dogs_grid_is_skipped_with_a_note_without_the_image_cache(dogs_run, project, capsys):

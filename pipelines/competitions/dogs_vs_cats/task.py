@@ -25,8 +25,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ... import (atomic, checkpoint, config as configs, distributed, folds as folding, kfold, paths, resume, runs,
-                 submission)
+from ... import atomic, checkpoint, config as configs, distributed, folds as folding, kfold, paths, resume, runs
 from ...device import resolve
 from ...errors import UserError
 from ...metrics import accuracy, log_loss, roc_auc
@@ -34,12 +33,10 @@ from ...progress import bar as progress_bar, fold_label
 from ...training import Resume, TrainSettings, fit, quiet, seed_everything
 from . import augment, data, device_cache, features, models
 from . import pretrained as P
+from .competition import DOGS_VS_CATS, ID, METRIC, NAME, SUBMISSION, TARGET
 
-NAME = "dogs-vs-cats"
-METRIC = "log_loss"
-DEFAULT_CONFIG = "effnet-lite0-pair"  # best measured: 5-fold CV log loss 0.02602, accuracy 99.10% (docs/results.md)
-ID, TARGET = "id", "label"
-SUBMISSION_COLUMNS = [ID, TARGET]
+DEFAULT_CONFIG = DOGS_VS_CATS.default_config  # best measured: 5-fold CV log loss 0.02602, accuracy 99.10% (docs/results.md)
+SUBMISSION_COLUMNS = list(SUBMISSION.columns)
 CLIP_GRID = (0.0, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05)
 
 
@@ -647,9 +644,8 @@ def submission_frame(ids, prob, clip: float) -> pd.DataFrame:
 
 
 def submission_rules(expected_ids) -> dict:
-    return {"columns": SUBMISSION_COLUMNS, "expected_ids": expected_ids,
-            "value_ok": lambda v: (v >= 0) & (v <= 1), "value_rule": "a probability in [0, 1]"}
+    return SUBMISSION.rules(expected_ids)
 
 
 def write_submission(frame: pd.DataFrame, path: Path, expected_ids) -> Path:
-    return submission.write(frame, path, **submission_rules(expected_ids))
+    return SUBMISSION.write(frame, path, expected_ids)

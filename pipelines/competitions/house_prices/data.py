@@ -9,8 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ...errors import UserError
-
-ID, TARGET = "Id", "SalePrice"
+from .competition import ID, TARGET
 
 NUMERIC = [
     "LotFrontage", "LotArea", "OverallQual", "OverallCond", "YearBuilt", "YearRemodAdd",

@@ -335,8 +335,9 @@ def predict(run_dir: Path, test_path: Path, device_spec: str = "auto") -> pd.Dat
 
 
 def submission_rules(expected_ids) -> dict:
-    return {"columns": SUBMISSION_COLUMNS, "expected_ids": expected_ids,
-            "value_ok": lambda v: v > 0, "value_rule": "a finite positive price"}
+    from .competition import SUBMISSION  # the rules live with the competition (competition.py)
+
+    return SUBMISSION.rules(expected_ids)
 
 
 def write_submission(frame: pd.DataFrame, path: Path, expected_ids) -> Path:
