@@ -238,6 +238,8 @@ def check_members(ad, members: list[Member]) -> None:
 
 def load_members(competition: str, specs: list[str]) -> list[Member]:
     ad = adapter(competition)
+    if ad.not_blendable:
+        raise UserError(ad.not_blendable)
     if len(specs) < 2:
         raise UserError(f"blend needs at least 2 runs, got {len(specs)}")
     members, seen = [], {}
@@ -265,7 +267,7 @@ def blend(competition: str, specs: list[str], method: str = DEFAULT_METHOD, name
     members = load_members(competition, specs)
     first = members[0]
     folds = first.folds["fold"].to_numpy()
-    truth = first.oof[ad.target].to_numpy(dtype=float)
+    truth = ad.truth(first.oof, first.run)
     values = np.column_stack([ad.member_values(m.oof[ad.oof_value].to_numpy(dtype=float), m.run) for m in members])
     clip = ad.blend_clip([m.run for m in members])
 

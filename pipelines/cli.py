@@ -112,7 +112,14 @@ def main(argv: list[str] | None = None) -> int:
             from .device import use_deterministic
             use_deterministic()
         if args.verb == "leaderboard":
-            print(leaderboard.show(args.competition, markdown=args.markdown))
+            name = args.competition
+            if name and name not in competition.names():  # a spec's name or path: its competition's name
+                try:
+                    name = competition.load(name).name
+                except UserError:
+                    if name.endswith((".yaml", ".yml")):
+                        raise
+            print(leaderboard.show(name, markdown=args.markdown))
             return 0
         comp = competition.load(args.competition)
         args.competition = comp.name  # a spec file's path names its competition from here on

@@ -155,6 +155,11 @@ class BlendSpace(abc.ABC):
     test_value: str
     data_key: str               # run.json data.<key>: the training data's fingerprint
     test_data_key: str          # run.json data.<key>: the test data's fingerprint
+    not_blendable: str | None = None   # why `blend` refuses this competition's runs (None: it does not)
+
+    def truth(self, oof, run: dict) -> np.ndarray:
+        """oof.csv's truth column (a DataFrame's) as the metric and fit_target take it."""
+        return oof[self.target].to_numpy(dtype=float)
 
     def member_values(self, values: np.ndarray, run: dict) -> np.ndarray:
         """A member's predictions as the blend takes them (e.g. clipped as its submission was)."""

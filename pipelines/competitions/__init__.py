@@ -10,3 +10,8 @@ BUILTIN = ("house_prices", "dogs_vs_cats")   # registration order: the order `kn
 
 for _package in BUILTIN:
     importlib.import_module(f"{__name__}.{_package}")
+
+from ..competition import add_loader  # noqa: E402
+from ..specs import loader as _spec_loader  # noqa: E402
+
+add_loader(_spec_loader)  # spec files (pipelines/specs.py): names and paths no package registered
