@@ -1,0 +1,11 @@
+"""Competitions from a spec file, images kind: image classification (binary or multiclass) from a
+labels file and folders of `<id>.<ext>` images.
+
+spec.py reads the YAML (`kind: images`); data.py checks the labels, image folders and Kaggle's
+template and caches decoded images (Dogs vs. Cats' decoder and cache); models.py sizes networks and
+heads for the classes; task.py trains k folds (a CNN from scratch, or heads on frozen EfficientNet-Lite0
+features; configs in configs/images/), predicts from the fold checkpoints and writes validated
+submissions; cli.ImageSpecVerbs(spec) holds the verbs, and competition.from_file(path) the Competition
+that pipelines/specs.py registers for `kind: images`; digits.py lays scikit-learn's
+handwritten digits out as a competition and measures the configs on them.
+"""

@@ -1,0 +1,214 @@
+"""An image classification competition defined by one YAML file: where the labels and the images are,
+what to predict, how it is scored, what to submit.
+
+```yaml
+name: cifar-10              # the competition's name: runs/<name>/, submissions/<name>/, data/<name>/
+kind: images                # images (kind: tabular specs are read by pipelines.tabular)
+id: id                      # the id column of the labels file (and of the submission)
+target: label               # the class column of the labels file
+task: multiclass            # binary | multiclass
+metric: accuracy            # accuracy | logloss (binary, multiclass) | auc (binary)
+submission: label           # label | probability (binary: P(positive)) | probabilities (one column per class)
+labels: trainLabels.csv     # id,target for each training image
+train_images: train         # a folder (or train.zip) of <id>.<ext> files
+test_images: test           # the images to predict, named <id>.<ext>
+kaggle: cifar-10            # optional: the Kaggle competition to download from and submit to
+```
+
+Optional keys beyond the contract:
+
+- `sample_submission`: Kaggle's template file (default `sample_submission.csv`; cifar-10 calls it
+  `sampleSubmission.csv`): when present, a submission has its columns, in its order, and its rows;
+- `hflip`: whether a left-right mirror of an image keeps its class (default true); false (digits,
+  text) turns off flip augmentation and flip test-time augmentation whatever the config says;
+- `positive`: binary only: the class whose probability is predicted (default: the last in sorted
+  order);
+- `config`: the default model config for this competition (configs/images/<config>.yaml);
+- `description`: one line for people.
+
+`submission` may be left out: probability (binary) or probabilities (multiclass). Every problem is
+one line naming the file and the key, as for tabular specs (pipelines/tabular/spec.py, whose
+checks of the task, metric and submission this reuses).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path, PurePosixPath
+
+import yaml
+
+from ..errors import UserError
+from ..tabular import metrics
+from ..tabular.spec import DEFAULT_SUBMISSION, KINDS, SUBMISSIONS, _NAME, _choice, _hint, _string
+
+KIND = "images"
+TASKS = ("binary", "multiclass")
+REQUIRED = ("name", "kind", "id", "target", "task", "metric", "labels", "train_images")
+OPTIONAL = ("submission", "test_images", "sample_submission", "kaggle", "hflip", "positive", "config",
+            "description")
+DEFAULT_TEST_IMAGES = "test"
+DEFAULT_SAMPLE = "sample_submission.csv"
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    name: str
+    kind: str
+    id: str
+    target: str
+    task: str
+    metric: str
+    submission: str
+    labels: str
+    train_images: str
+    test_images: str = DEFAULT_TEST_IMAGES
+    sample_submission: str = DEFAULT_SAMPLE
+    kaggle: str | None = None
+    hflip: bool = True
+    positive: str | None = None
+    config: str | None = None
+    description: str = ""
+    path: Path | None = field(default=None, compare=False)
+
+    @property
+    def classification(self) -> bool:
+        return True
+
+    @property
+    def greater_is_better(self) -> bool:
+        return metrics.get(self.metric).greater_is_better
+
+    @property
+    def target_transform(self) -> str:
+        return "none"
+
+    @property
+    def blend_space(self) -> str:
+        """Where predictions are averaged (over folds, and by a blend): P(positive) or the class
+        probabilities."""
+        return "probability" if self.task == "binary" else "class probabilities"
+
+    def where(self, key: str | None = None) -> str:
+        source = str(self.path) if self.path else f"spec {self.name}"
+        return f"{source}: {key}" if key else source
+
+    def fingerprint(self) -> str:
+        """A hash of what changes the training (not the name, Kaggle slug, template or description):
+        a run refuses to resume under a spec that changed it."""
+        values = {k: getattr(self, k) for k in ("id", "target", "task", "metric", "positive", "labels",
+                                                "train_images", "test_images", "hflip")}
+        return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _relative(values: dict, key: str, where: str) -> str:
+    """A file or folder inside the competition's data folder."""
+    value = _string(values, key, where)
+    path = PurePosixPath(value.replace("\\", "/"))
+    if path.is_absolute() or ".." in path.parts:
+        raise UserError(f"{where}: {key}: {value!r} must be a path inside the data folder (like train or "
+                        f"labels.csv), not an absolute path or one that leaves it")
+    return value
+
+
+def from_dict(values: dict, where: str) -> ImageSpec:
+    """Validate a spec's mapping; `where` (the file) starts every error."""
+    if not isinstance(values, dict):
+        raise UserError(f"{where}: expected a mapping of keys to values")
+    known = REQUIRED + OPTIONAL
+    for key in values:
+        if key not in known:
+            raise UserError(f"{where}: unknown key {key!r}{_hint(key, known)}; the keys are {', '.join(known)}")
+    for key in REQUIRED:
+        if key not in values or values[key] is None:
+            raise UserError(f"{where}: {key}: missing (an images spec needs {', '.join(REQUIRED)})")
+    kind = _choice(values, "kind", KINDS, where)
+    if kind != KIND:
+        raise UserError(f"{where}: kind: {kind!r} is not read by the image engine (pipelines.images reads "
+                        f"kind: images; pipelines.tabular reads kind: tabular)")
+    name = _string(values, "name", where)
+    if not _NAME.match(name):
+        raise UserError(f"{where}: name: {name!r}: use letters, digits, '.', '_' and '-' only")
+    task = _choice(values, "task", TASKS, where)
+    metric = _choice(values, "metric", metrics.names(task), where)
+    submission = (_choice(values, "submission", tuple(SUBMISSIONS), where)
+                  if values.get("submission") is not None else DEFAULT_SUBMISSION[task])
+    if task not in SUBMISSIONS[submission]:
+        suits = [s for s, tasks in SUBMISSIONS.items() if task in tasks]
+        raise UserError(f"{where}: submission: {submission} does not fit task: {task} (a {task} "
+                        f"submission is {' or '.join(suits)})")
+    if submission == "label" and metrics.get(metric).needs == "probability":
+        raise UserError(f"{where}: submission: label does not fit metric: {metric}, which scores probabilities "
+                        f"(use submission: {DEFAULT_SUBMISSION[task]})")
+    id_column, target = _string(values, "id", where), _string(values, "target", where)
+    if id_column == target:
+        raise UserError(f"{where}: target: {target!r} is also the id column")
+    positive = _string(values, "positive", where) if values.get("positive") is not None else None
+    if positive is not None and task != "binary":
+        raise UserError(f"{where}: positive: only a binary task has a positive class (task: {task})")
+    hflip = values.get("hflip", True)
+    if not isinstance(hflip, bool):
+        raise UserError(f"{where}: hflip: expected true or false, got {hflip!r}")
+    folders = {key: _relative(values, key, where) for key in ("labels", "train_images")}
+    for key, default in (("test_images", DEFAULT_TEST_IMAGES), ("sample_submission", DEFAULT_SAMPLE)):
+        folders[key] = _relative(values, key, where) if values.get(key) is not None else default
+    if folders["train_images"] == folders["test_images"]:
+        raise UserError(f"{where}: test_images: {folders['test_images']!r} is also the train_images folder")
+    config = _string(values, "config", where) if values.get("config") is not None else None
+    kaggle = _string(values, "kaggle", where) if values.get("kaggle") is not None else None
+    description = str(values.get("description") or "").strip()
+    return ImageSpec(name=name, kind=kind, id=id_column, target=target, task=task, metric=metric,
+                     submission=submission, kaggle=kaggle, hflip=hflip, positive=positive, config=config,
+                     description=description, **folders)
+
+
+def load(path: str | Path) -> ImageSpec:
+    """Read and validate a spec file."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"spec file {path} not found")
+    if path.is_dir():
+        raise UserError(f"{path}: is a folder, expected a spec file (YAML)")
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark else ""
+        raise UserError(f"{path}:{line} is not valid YAML") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not a text file") from None
+    if values is None:
+        raise UserError(f"{path}: is empty (an images spec needs {', '.join(REQUIRED)})")
+    return replace(from_dict(values, str(path)), path=path)
+
+
+SPEC_FOLDER = Path(__file__).resolve().parent.parent / "competitions" / "specs"
+
+
+def shipped() -> dict[str, Path]:
+    """The image specs shipped in pipelines/competitions/specs/: name -> path."""
+    found = {}
+    for path in sorted(SPEC_FOLDER.glob("*.yaml")):
+        try:
+            values = yaml.safe_load(path.read_text(encoding="utf-8-sig")) or {}
+        except yaml.YAMLError:
+            continue
+        if isinstance(values, dict) and values.get("kind") == KIND and isinstance(values.get("name"), str):
+            found[values["name"]] = path
+    return found
+
+
+def find(name_or_path: str) -> ImageSpec | None:
+    """A shipped image spec by name, or an images spec file by path; None when it is neither
+    (a loader for pipelines/competition.py's add_loader can build on this)."""
+    candidate = Path(name_or_path)
+    if candidate.suffix in (".yaml", ".yml") and candidate.is_file():
+        try:
+            values = yaml.safe_load(candidate.read_text(encoding="utf-8-sig"))
+        except (yaml.YAMLError, UnicodeDecodeError):
+            return None
+        return load(candidate) if isinstance(values, dict) and values.get("kind") == KIND else None
+    path = shipped().get(name_or_path)
+    return load(path) if path is not None else None
