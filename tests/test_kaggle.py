@@ -15,6 +15,7 @@ import sys
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -378,3 +379,59 @@ def test_upload_that_is_not_listed_yet_is_recorded_as_pending(standin, home, cap
     assert "kaggle-scores house-prices" in out
     [row] = leaderboard.read()
     assert row["kaggle"]["status"] == "pending" and row["kaggle"]["ref"] == "41234567" and public_cell() == "pending"
+
+
+# --------------------------------------------------------------------------- spec competitions
+
+def dog_breed_zip(tmp_path):
+    """Kaggle's Dog Breed Identification archive in its layout: labels.csv (id,breed), train/<id>.jpg,
+    test/<id>.jpg, sample_submission.csv (id + one column per breed, sorted), ids as hex strings."""
+    import numpy as np
+
+    from drawn_images import draw
+
+    rng = np.random.default_rng(3)
+    breeds = ["beagle", "chow", "pug"]
+    members, rows = {}, []
+    for i in range(18):
+        ident = f"{rng.integers(16**12):012x}"
+        buffer = io.BytesIO()
+        draw(i % 2, rng, (48, 48)).save(buffer, "JPEG")
+        members[f"train/{ident}.jpg"] = buffer.getvalue()
+        rows.append(f"{ident},{breeds[i % 3]}")
+    members["labels.csv"] = "id,breed\n" + "\n".join(rows) + "\n"
+    test_ids = [f"{rng.integers(16**12):012x}" for _ in range(4)]
+    for ident in test_ids:
+        buffer = io.BytesIO()
+        draw(0, rng, (48, 48)).save(buffer, "JPEG")
+        members[f"test/{ident}.jpg"] = buffer.getvalue()
+    members["sample_submission.csv"] = ("id," + ",".join(breeds) + "\n"
+                                        + "".join(f"{i},{','.join(['0.333'] * 3)}\n" for i in test_ids))
+    return make_zip(tmp_path / "dbi.zip", members)
+
+
+def test_make_data_downloads_a_spec_competition_by_its_slug(standin, home, tmp_path, capsys):
+    """`make data COMP=dog-breed-identification`: the spec's Kaggle slug is downloaded, unpacked
+    into data/<name>/, and a short training run reads it from there."""
+    standin.replies(download={"zip": dog_breed_zip(tmp_path)})
+    assert main(["prepare", "dog-breed-identification"]) == 0
+    [call] = standin.calls()
+    assert call[:4] == ["competitions", "download", "-c", "dog-breed-identification"]
+    target = home / "data" / "dog-breed-identification"
+    assert (target / "labels.csv").exists() and len(list((target / "train").glob("*.jpg"))) == 18
+    assert len(list((target / "test").glob("*.jpg"))) == 4
+    assert main(["prepare", "dog-breed-identification"]) == 0 and len(standin.calls()) == 1  # no second download
+    capsys.readouterr()
+    assert main(["train", "dog-breed-identification", "--config", "cnn", "--name", "t", "--device", "cpu",
+                 "--set", "folds=2", "--set", "epochs=1", "--quiet"]) == 0
+    assert main(["submit", "dog-breed-identification", "--run", "t"]) == 0
+    submission = pd.read_csv(home / "submissions" / "dog-breed-identification" / "t.csv")
+    assert list(submission.columns) == ["id", "beagle", "chow", "pug"] and len(submission) == 4
+    assert np.allclose(submission[["beagle", "chow", "pug"]].sum(axis=1), 1.0)
+
+
+def test_a_spec_without_a_kaggle_slug_is_not_downloaded(standin, home, tmp_path, capsys):
+    spec = tmp_path / "local.yaml"
+    spec.write_text("name: local\nkind: tabular\nid: Id\ntarget: y\ntask: regression\nmetric: rmse\n")
+    assert main(["prepare", str(spec)]) == 2
+    assert "kaggle" in capsys.readouterr().err.lower() and standin.calls() == []
