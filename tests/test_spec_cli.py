@@ -134,11 +134,14 @@ CHECKS = ["test_fields", "test_metric_direction_is_consistent",
           "test_verbs_exist"]
 
 
-@pytest.mark.parametrize("check", CHECKS)
-@pytest.mark.parametrize("case", list(SPECS))
+# The protocol's malformed frames take -1.0 as out of range, but an rmse target may be negative:
+# that one pair is not a case.
+CASES = [(case, check) for case in SPECS for check in CHECKS
+         if not (case == "regression-rmse" and check.startswith("test_submission"))]
+
+
+@pytest.mark.parametrize("case,check", CASES)
 def test_spec_competitions_keep_the_protocol(case, check, tmp_path):
-    if case == "regression-rmse" and check.startswith("test_submission"):
-        pytest.skip("the protocol's malformed frames take -1.0 as out of range; an rmse target may be negative")
     made = from_spec(tabular_spec.from_dict({"name": f"spec-{case}", "kind": "tabular", **SPECS[case]}, case))
     competition.register(made)
     comp = competition.get(made.name)
