@@ -1,24 +1,31 @@
 """Training augmentation on batches of the uint8 image cache (albumentations), the
 conversion of uint8 batches to normalised float tensors, and the training batch generator.
 
+The pipeline is an albumentations `Compose`, either built from the config's keys (hflip,
+crop_scale, color_jitter: `build`) or declared in the config under `augment:` as
+albumentations' own serialised form (what `A.to_dict(compose)` writes, as YAML), loaded with
+`A.from_dict` (`load`).  It runs through albumentations' public API only, image by image
+(`transform(image=...)["image"]`), and is seeded through the public `seed=` of `A.Compose` /
+`Compose.set_random_seed`; no code here reads or replays the library's random generators.
+
 The cache is decoded once at the training size, so augmentation works on small uint8
 arrays: a RandomResizedCrop back to the same size, a flip and a colour jitter cost tens of
-microseconds an image (about 13 us for a flip at 32 px, 190 us for crop + flip + jitter at
-64 px, measured on the project's 2-core CPU).  `batches` makes the next batches in a
-background thread while the training step runs, so this work overlaps the network's
-(benchmarks/RESULTS.md, "Data path").
+microseconds an image (benchmarks/RESULTS.md, "Data path").  `batches` makes the next
+batches in a background thread while the training step runs, so this work overlaps the
+network's.
 """
 
 from __future__ import annotations
 
-import copy
-import math
 import queue
 import threading
+import warnings
 from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
 import torch
+
+from ...errors import UserError
 
 T = TypeVar("T")
 U = TypeVar("U")
@@ -26,17 +33,26 @@ U = TypeVar("U")
 PREFETCH = 2  # batches made ahead of the training step by `batches`
 
 
-def build(size: int, hflip: bool = True, crop_scale: float = 1.0, color_jitter: float = 0.0,
-          seed: int = 0):
-    """An albumentations pipeline, or None when every augmentation is off.
-
-    Sets OpenCV to one thread (process-wide): on images this small its thread pool costs more
-    than it saves (crop + flip + jitter at 64 px: 25 -> 17 CPU ms a batch of 128, same pixels)."""
+def _albumentations():
+    """albumentations, with OpenCV set to one thread (process-wide): on images this small its
+    thread pool costs more than it saves (crop + flip + jitter at 64 px: 25 -> 17 CPU ms a
+    batch of 128, same pixels)."""
     import albumentations as A
     import cv2
 
     cv2.setNumThreads(1)
+    return A
 
+
+def build(size: int, hflip: bool = True, crop_scale: float = 1.0, color_jitter: float = 0.0,
+          seed: int = 0, pipeline: dict | None = None, where: str = "augment"):
+    """An albumentations Compose seeded with `seed`, or None when every augmentation is off.
+
+    pipeline: a declared pipeline (the config's `augment:`, see `load`); it replaces the one
+    the keys hflip, crop_scale and color_jitter build."""
+    if pipeline is not None:
+        return load(pipeline, size, seed, where)
+    A = _albumentations()
     steps = []
     if crop_scale < 1.0:
         steps.append(A.RandomResizedCrop(size=(size, size), scale=(crop_scale, 1.0), ratio=(3 / 4, 4 / 3), p=1.0))
@@ -47,124 +63,86 @@ def build(size: int, hflip: bool = True, crop_scale: float = 1.0, color_jitter: 
                                    saturation=color_jitter, hue=min(0.5, color_jitter / 4), p=0.8))
     if not steps:
         return None
-    compose = A.Compose(steps, seed=seed)
-    return compose
+    return A.Compose(steps, seed=seed)
+
+
+def declared(transform) -> dict:
+    """The serialised form of a pipeline, as a config's `augment:` declares it (A.to_dict)."""
+    return _albumentations().to_dict(transform)
+
+
+def load(pipeline: dict, size: int, seed: int = 0, where: str = "augment"):
+    """The Compose a config declares under `augment:` (A.to_dict's output: {"__version__": ...,
+    "transform": {"__class_fullname__": "Compose", "transforms": [...], ...}}, or just its
+    "transform" part), made with A.from_dict and seeded with `seed`.
+
+    Raises a one-line UserError naming `where` and the transform when a transform name is
+    unknown, an argument is not one it takes or has a bad value, or the pipeline does not make
+    (size, size, 3) uint8 images from the cache's (size, size, 3) ones."""
+    A = _albumentations()
+    if not isinstance(pipeline, dict):
+        raise UserError(f"{where}: augment must be a mapping (A.to_dict's output), got {pipeline!r}")
+    root = pipeline.get("transform", pipeline)
+    if not isinstance(root, dict) or root.get("__class_fullname__") not in ("Compose", "albumentations.Compose",
+                                                                             "albumentations.core.composition.Compose"):
+        raise UserError(f"{where}: augment must declare a Compose (the dict A.to_dict(A.Compose([...])) "
+                        f"writes), got {str(root)[:80]!r}")
+    transform = _from_dict(A, root, where, "Compose")
+    rng = np.random.default_rng(0)
+    probe = rng.integers(0, 256, (4, size, size, 3), dtype=np.uint8)
+    try:
+        out = [transform(image=image)["image"] for image in probe]
+    except Exception as exc:
+        raise UserError(f"{where}: augment fails on a {size}x{size} RGB uint8 image: "
+                        f"{type(exc).__name__}: {_one_line(exc)}") from None
+    bad = [(o.shape, o.dtype) for o in out if o.shape != (size, size, 3) or o.dtype != np.uint8]
+    if bad:
+        raise UserError(f"{where}: augment must make {size}x{size}x3 uint8 images from the cache's "
+                        f"(image_size {size}), it makes {bad[0][0]} {bad[0][1]}")
+    transform.set_random_seed(seed)  # every generator from `seed`, as A.Compose(..., seed=seed) sets them
+    return transform
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:300]
+
+
+def _from_dict(A, node, where: str, path: str):
+    """A.from_dict on one node of a serialised pipeline; on a failure, the deepest failing node
+    (its children first) is named in the UserError."""
+    if not isinstance(node, dict) or "__class_fullname__" not in node:
+        raise UserError(f"{where}: augment {path} is not a serialised transform "
+                        f"(a mapping with __class_fullname__), got {str(node)[:80]!r}")
+    name = node["__class_fullname__"]
+    children = node.get("transforms")
+    if isinstance(children, list):
+        for i, child in enumerate(children):
+            label = child.get("__class_fullname__", "?") if isinstance(child, dict) else "?"
+            _from_dict(A, child, where, f"{path}.transforms[{i}] {label}")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            transform = A.from_dict({"transform": node})
+        except KeyError as exc:
+            if exc.args and exc.args[0] in (name, name.rsplit(".", 1)[-1]):
+                raise UserError(f"{where}: augment {path}: unknown albumentations transform {name!r}") from None
+            raise UserError(f"{where}: augment {path}: {type(exc).__name__}: {_one_line(exc)}") from None
+        except Exception as exc:  # pydantic's ValidationError (a ValueError), a TypeError, ...
+            raise UserError(f"{where}: augment {path}: bad arguments for {name}: {_one_line(exc)}") from None
+    for warning in caught:
+        text = str(warning.message)
+        if "not valid for transform" in text:  # albumentations only warns of an unknown argument
+            raise UserError(f"{where}: augment {path}: {text.replace('BasicTransform', name)}")
+        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    return transform
 
 
 def apply(transform, batch: np.ndarray) -> np.ndarray:
-    """Augment a (B, H, W, 3) uint8 batch image by image; returns a new uint8 array.
-
-    A pipeline of RandomResizedCrop and/or HorizontalFlip (what `build` makes without colour
-    jitter) runs through `_crop_flip`, 3-4x faster, with the same random draws and pixels as
-    albumentations (checked once per pipeline; any difference and albumentations runs it)."""
+    """Augment a (B, H, W, 3) uint8 batch image by image through albumentations' public call;
+    returns a new uint8 array."""
     if transform is None:
         return np.ascontiguousarray(batch)
-    if _exact(transform):
-        return _crop_flip(transform, batch)
-    return _albumentations(transform, batch)
-
-
-def _albumentations(transform, batch: np.ndarray) -> np.ndarray:
     return np.stack([transform(image=np.ascontiguousarray(image))["image"] for image in batch])
-
-
-def _parts(transform):
-    """(RandomResizedCrop or None, HorizontalFlip or None) when `transform` is a Compose of just
-    these, in this order, with the options `build` uses; else None."""
-    import albumentations as A
-
-    steps = list(getattr(transform, "transforms", None) or [])
-    if type(transform) is not A.Compose or not 1 <= len(steps) <= 2 or transform.p < 1:
-        return None
-    if any(getattr(transform, name, None) for name in ("processors", "additional_targets")):
-        return None
-    crop = steps.pop(0) if type(steps[0]) is A.RandomResizedCrop else None
-    flip = steps.pop(0) if steps and type(steps[0]) is A.HorizontalFlip else None
-    if steps or (crop is not None and (crop.p < 1 or crop.area_for_downscale is not None)):
-        return None
-    return crop, flip
-
-
-def _crop_flip(transform, batch: np.ndarray) -> np.ndarray:
-    """albumentations' Compose([RandomResizedCrop, HorizontalFlip]) (either may be absent) on
-    each image, as its __call__ does it (albumentations 2.0): the Compose draws one number, the
-    crop draws its area and log aspect ratio (up to 10 tries, then a centred fallback) and two
-    offsets, the flip draws one number if 0 < p < 1; each from its own py_random.  The crop is
-    resized with cv2.resize and the crop's interpolation, the flip mirrors columns."""
-    import cv2
-
-    crop, flip = _parts(transform)
-    compose_draw = transform.py_random.random
-    n = len(batch)
-    if crop is not None:
-        th, tw = crop.size
-        log_lo, log_hi = math.log(crop.ratio[0]), math.log(crop.ratio[1])
-        uniform, draw = crop.py_random.uniform, crop.py_random.random
-        out = np.empty((n, th, tw, batch.shape[-1]), dtype=np.uint8)
-    else:
-        out = np.empty(batch.shape, dtype=np.uint8)
-    flip_draw = flip.py_random.random if flip is not None else None
-    for i in range(n):
-        image = batch[i]
-        compose_draw()
-        if crop is not None:
-            h, w = image.shape[:2]
-            area = h * w
-            lo, hi = crop.scale[0] * area, crop.scale[1] * area
-            for _ in range(10):
-                target = uniform(lo, hi)
-                aspect = math.exp(uniform(log_lo, log_hi))
-                cw, ch = round(math.sqrt(target * aspect)), round(math.sqrt(target / aspect))
-                if 0 < cw <= w and 0 < ch <= h:
-                    y0 = int((h - ch + 1) * draw())
-                    x0 = int((w - cw + 1) * draw())
-                    break
-            else:  # the centred fallback
-                ratio = w / h
-                if ratio < crop.ratio[0]:
-                    cw, ch = w, round(w / crop.ratio[0])
-                elif ratio > crop.ratio[1]:
-                    ch, cw = h, round(h * crop.ratio[1])
-                else:
-                    cw, ch = w, h
-                y0, x0 = (h - ch) // 2, (w - cw) // 2
-            image = image[y0:y0 + ch, x0:x0 + cw]
-            if (ch, cw) != (th, tw):
-                image = cv2.resize(image, (tw, th), interpolation=crop.interpolation)
-        if flip is not None and flip.p > 0 and (flip.p >= 1 or flip_draw() < flip.p):
-            image = image[:, ::-1]
-        out[i] = image
-    return out
-
-
-def _exact(transform) -> bool:
-    """Whether `_crop_flip` reproduces `transform` exactly: checked once per pipeline object on
-    copies of it (same random state), comparing the images and the generators' next draws."""
-    cached = getattr(transform, "_pipelines_exact", None)
-    if cached is not None:
-        return cached
-    ok = False
-    try:
-        parts = _parts(transform)
-        if parts is not None:
-            crop = parts[0]
-            side = crop.size if crop is not None else (32, 32)
-            rng = np.random.default_rng(0)
-            ok = True
-            for shape in (side, (side[0] + 7, side[1] + 3), (side[0] // 2 + 1, side[1] * 2)):
-                a, b = copy.deepcopy(transform), copy.deepcopy(transform)
-                batch = rng.integers(0, 256, (48, *shape, 3), dtype=np.uint8)
-                same = np.array_equal(_albumentations(a, batch), _crop_flip(b, batch))
-                nexts = [(t.py_random.random(), u.py_random.random())
-                         for t, u in zip([a, *a.transforms], [b, *b.transforms])]
-                ok = ok and same and all(x == y for x, y in nexts)
-    except Exception:  # an albumentations this code does not know: use albumentations itself
-        ok = False
-    try:
-        transform._pipelines_exact = ok
-    except AttributeError:  # pragma: no cover
-        pass
-    return ok
 
 
 def to_tensor(batch: np.ndarray, mean, std, flip: bool = False) -> torch.Tensor:

@@ -79,6 +79,10 @@ class DogsConfig:
     hflip: bool = configs.option(True)
     crop_scale: float = configs.option(1.0, min=0.05, max=1.0, help="RandomResizedCrop min area; 1 = off")
     color_jitter: float = configs.option(0.0, min=0.0, max=1.0)
+    # an albumentations pipeline in its own serialised form (A.to_dict(compose), as YAML), used
+    # instead of hflip/crop_scale/color_jitter for training (configs/dogs-vs-cats/lenet-modern-albu.yaml)
+    augment: dict | None = configs.option(None, help="albumentations A.to_dict pipeline; replaces hflip, "
+                                                     "crop_scale and color_jitter for training")
     # recipe features
     block: int = configs.option(-1, min=-1, help="-1: pooled features; k: activations after blocks[k]")
     head: str = configs.option("logreg", choices=["logreg", "mlp", "mlp+logreg", "tail"],
@@ -107,6 +111,10 @@ def check_config(cfg: DogsConfig, where: str) -> None:
             raise UserError(f"{where}: head tail needs block >= 0 (the blocks after it are fine-tuned)")
     if cfg.arch in models.REGISTRY and cfg.pretrained not in (False, None):
         raise UserError(f"{where}: pretrained: {cfg.arch} has no pretrained weights")
+    if cfg.augment is not None:
+        if cfg.crop_scale < 1.0 or cfg.color_jitter > 0:
+            raise UserError(f"{where}: augment declares the pipeline; crop_scale and color_jitter must stay off")
+        augment.load(cfg.augment, cfg.image_size, where=where)  # raises the UserError naming the transform
 
 
 # --------------------------------------------------------------------------- data
@@ -246,7 +254,8 @@ def _train_network(cfg: DogsConfig, images: np.ndarray, labels: np.ndarray, trai
     seed_everything(seed)
     model = models.build(cfg.arch, cfg.image_size, cfg.pretrained, cfg.drop_rate, cfg.width)
     norm = models.normalization(model, cfg.arch)
-    transform = augment.build(cfg.image_size, cfg.hflip, cfg.crop_scale, cfg.color_jitter, seed=seed)
+    transform = augment.build(cfg.image_size, cfg.hflip, cfg.crop_scale, cfg.color_jitter, seed=seed,
+                              pipeline=cfg.augment)
     targets = torch.from_numpy(labels.astype(np.int64))
 
     rank_batch = distributed.per_rank_batch(cfg.batch_size)  # = batch_size on one process
@@ -266,7 +275,8 @@ def _train_network(cfg: DogsConfig, images: np.ndarray, labels: np.ndarray, trai
                                         [seed, epoch, distributed.rank()], norm["mean"], norm["std"])
 
     batches = train_batches
-    if device_images is not None and device_cache.can_train(cfg.hflip, cfg.crop_scale, cfg.color_jitter):
+    if (device_images is not None and cfg.augment is None
+            and device_cache.can_train(cfg.hflip, cfg.crop_scale, cfg.color_jitter)):
         batches = device_batches
     elif device.type == "cuda":
         def batches(epoch: int):  # pinned host memory in a background thread, for non-blocking copies
