@@ -5,6 +5,8 @@
   Saved as their coefficients (safetensors), so prediction needs no pickle and no sklearn.
 - gbm: LightGBM gradient-boosted trees (optionally with a linear model in each leaf,
   `linear_tree`), saved in LightGBM's own text format.
+- catboost: CatBoost's oblivious trees on the same matrix, saved in CatBoost's own binary
+  format (.cbm), loaded without pickle.
 
 Every estimator predicts the log price directly (the target is always log for these).
 """
@@ -21,9 +23,10 @@ from ... import atomic
 from ...errors import UserError
 
 LINEAR = ("lasso", "elasticnet", "ridge")
-TREES = ("gbm",)
+TREES = ("gbm", "catboost")
 CLASSICAL = LINEAR + TREES
 GBM_FILE = "model.lgb.txt"
+CATBOOST_FILE = "model.cbm"
 
 
 class LinearEstimator:
@@ -45,6 +48,14 @@ class TreeEstimator:
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         return self.booster.predict(np.asarray(x, dtype=np.float64))
+
+
+class CatBoostEstimator:
+    def __init__(self, model):
+        self.model = model
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(self.model.predict(np.asarray(x, dtype=np.float64)), dtype=np.float64)
 
 
 def fit(cfg, x: np.ndarray, y: np.ndarray, seed: int):
@@ -76,14 +87,29 @@ def fit(cfg, x: np.ndarray, y: np.ndarray, seed: int):
                   "linear_tree": cfg.linear_tree, "linear_lambda": cfg.linear_lambda}
         booster = lgb.train(params, lgb.Dataset(x, y), num_boost_round=cfg.n_estimators)
         return TreeEstimator(booster)
+    if cfg.model == "catboost":
+        from catboost import CatBoostRegressor
+
+        # Bernoulli row sampling at `subsample` (none at 1.0), rsm the share of columns per split
+        sampling = {"bootstrap_type": "Bernoulli", "subsample": cfg.subsample} if cfg.subsample < 1 else \
+            {"bootstrap_type": "No"}
+        model = CatBoostRegressor(iterations=cfg.n_estimators, learning_rate=cfg.lr, depth=cfg.depth,
+                                  l2_leaf_reg=cfg.weight_decay, rsm=cfg.colsample, loss_function="RMSE",
+                                  random_seed=seed, thread_count=2, verbose=False, allow_writing_files=False,
+                                  **sampling)
+        model.fit(x, y)
+        return CatBoostEstimator(model)
     raise UserError(f"model: {cfg.model!r} is not a classical model ({', '.join(CLASSICAL)})")
 
 
 def save(folder: Path, estimator) -> dict[str, torch.Tensor]:
-    """What goes into the fold checkpoint's safetensors; trees also write LightGBM's text model."""
+    """What goes into the fold checkpoint's safetensors; trees also write their library's own model file."""
     if isinstance(estimator, LinearEstimator):
         return estimator.state()
     folder.mkdir(parents=True, exist_ok=True)
+    if isinstance(estimator, CatBoostEstimator):
+        atomic.write_with(folder / CATBOOST_FILE, lambda tmp: estimator.model.save_model(str(tmp), format="cbm"))
+        return {}
     atomic.write_text(folder / GBM_FILE, estimator.booster.model_to_string())
     return {}
 
@@ -94,6 +120,8 @@ def load(cfg, folder: Path, state: dict[str, torch.Tensor]):
             return LinearEstimator(state["coef"].numpy(), float(state["intercept"].numpy()[0]))
         except KeyError as exc:
             raise UserError(f"{folder}: checkpoint has no {exc.args[0]!r} tensor for a {cfg.model} model") from None
+    if cfg.model == "catboost":
+        return _load_catboost(folder / CATBOOST_FILE)
     import lightgbm as lgb
 
     path = folder / GBM_FILE
@@ -103,3 +131,15 @@ def load(cfg, folder: Path, state: dict[str, torch.Tensor]):
         return TreeEstimator(lgb.Booster(model_str=path.read_text()))
     except lgb.basic.LightGBMError as exc:
         raise UserError(f"{path}: not a LightGBM model ({str(exc).splitlines()[0]})") from None
+
+
+def _load_catboost(path: Path) -> CatBoostEstimator:
+    from catboost import CatBoostError, CatBoostRegressor
+
+    if not path.exists():
+        raise UserError(f"{path}: CatBoost model file missing")
+    try:
+        return CatBoostEstimator(CatBoostRegressor().load_model(str(path), format="cbm"))
+    except CatBoostError as exc:
+        message = (str(exc).strip().splitlines() or ["unreadable"])[-1]
+        raise UserError(f"{path}: not a CatBoost model ({message})") from None

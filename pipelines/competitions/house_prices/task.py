@@ -33,7 +33,7 @@ NETWORK_THREADS = 1
 @dataclass
 class HouseConfig:
     name: str = configs.option("custom")
-    model: str = configs.option("mlp", choices=["mlp", "linear", *estimators.CLASSICAL])
+    model: str = configs.option("mlp", choices=["mlp", "linear", "tabm", *estimators.CLASSICAL])
     features: str = configs.option("full", choices=["full", "d2l"])
     target: str = configs.option("log", choices=["log", "raw"])
     folds: int = configs.option(5, min=2, max=20)
@@ -77,11 +77,23 @@ class HouseConfig:
     # much more a shared neighbourhood counts than the other coordinates; 0 = off
     comps: int = configs.option(0, min=0, max=200)
     comps_hood_weight: float = configs.option(3.0, min=0.0)
+    # tabm (models.TabMNet): k members sharing the MLP `hidden` (len(hidden) blocks of one width),
+    # `dropout` and `skip_linear`; its numeric columns plain or through piecewise-linear embeddings
+    # (pwl: n_bins quantile bins per column from the fold's training rows, d_embedding per column)
+    tabm_k: int = configs.option(32, min=1, max=256)
+    num_embeddings: str = configs.option("none", choices=["none", "pwl"])
+    n_bins: int = configs.option(48, min=2, max=512)
+    d_embedding: int = configs.option(16, min=1, max=256)
+    # catboost: tree depth (n_estimators its iterations, lr, weight_decay its l2_leaf_reg,
+    # subsample and colsample its rsm, as for gbm)
+    depth: int = configs.option(6, min=1, max=16)
 
 
 def load_config(name: str, overrides: dict | None = None) -> HouseConfig:
     cfg = configs.load(NAME, HouseConfig, name, overrides)
     parse_interactions(cfg.interactions, cfg.features, f"config {cfg.name}: interactions")  # before a run exists
+    if cfg.model == "tabm" and len(set(cfg.hidden)) != 1:
+        raise UserError(f"config {cfg.name}: tabm's blocks share one width; hidden: {cfg.hidden} has several")
     if cfg.comps and (cfg.features != "full" or cfg.target != "log"):
         raise UserError(f"config {cfg.name}: comps: {cfg.comps} corrects log prices on the full recipe "
                         f"(features: full, target: log); set comps: 0")
@@ -112,24 +124,28 @@ def _batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int):
 
 
 def _train_one(cfg: HouseConfig, x_train, y_train, x_valid, y_valid_price, seed: int, device, desc: str,
-               state: Resume | None = None):
+               state: Resume | None = None, n_numeric: int = 0):
     """Fit one network; returns (model, scale, fit result). y is standardised for training.
-    With `state`, training resumes from (and keeps) its per-epoch state there."""
+    With `state`, training resumes from (and keeps) its per-epoch state there. n_numeric: how many
+    leading columns of x are the recipe's numeric ones (pwl embeddings bin those)."""
     seed_everything(seed)
     if cfg.target == "log":
         y_mean, y_std = float(y_train.mean()), float(y_train.std())
     else:
         y_mean, y_std = 0.0, 1.0  # d2l trains on raw prices
-    model = models.build(cfg, x_train.shape[1])
+    model = models.build(cfg, x_train.shape[1], models.fit_bins(cfg, x_train, n_numeric))
     xt = torch.from_numpy(x_train)
     yt = torch.from_numpy(((y_train - y_mean) / y_std).astype(np.float32))
     xv = torch.from_numpy(x_valid).to(device)
 
     def evaluate(net):
-        predicted = net(xv).double().cpu().numpy() * y_std + y_mean
+        predicted = models.point(net(xv)).double().cpu().numpy() * y_std + y_mean
         return {"rmse_log": rmse_log(y_valid_price, _price(predicted, cfg))}
 
-    loss_fn = torch.nn.MSELoss() if cfg.loss == "mse" else torch.nn.HuberLoss(delta=1.0)
+    base_loss = torch.nn.MSELoss() if cfg.loss == "mse" else torch.nn.HuberLoss(delta=1.0)
+
+    def loss_fn(out, target):  # TabM's (batch, k): the mean of the k members' losses
+        return base_loss(out, target.unsqueeze(-1).expand_as(out) if out.ndim == 2 else target)
     settings = TrainSettings(epochs=cfg.epochs, lr=cfg.lr, weight_decay=cfg.weight_decay,
                              optimizer=cfg.optimizer, schedule=cfg.schedule, warmup_epochs=cfg.warmup_epochs,
                              patience=cfg.patience, monitor="rmse_log", keep=cfg.keep)
@@ -146,7 +162,7 @@ def _predict(model, scale, x: np.ndarray, device) -> np.ndarray:
         return model.predict(x) * scale[1] + scale[0]
     model.eval()
     with torch.no_grad(), cpu_threads(NETWORK_THREADS):
-        out = model(torch.from_numpy(x).to(device)).double().cpu().numpy()
+        out = models.point(model(torch.from_numpy(x).to(device))).double().cpu().numpy()
     return out * scale[1] + scale[0]
 
 
@@ -217,7 +233,8 @@ def train(cfg: HouseConfig, data_dir: Path, run_name: str | None, device_spec: s
                            {"fold": fold, "member": member})
             label = fold_label(fold, cfg.folds, member if cfg.seeds_per_fold > 1 else None)  # 'fold 4/5 seed 0'
             model, scale, result = _train_one(cfg, x_fit, _target(prices[fit_index], cfg), x_valid,
-                                              prices[valid_index], seed, device, label, state)
+                                              prices[valid_index], seed, device, label, state,
+                                              n_numeric=len(pre.state["numeric"]))
             valid_sum = valid_sum + _predict(model, scale, x_valid, device)
             if x_test is not None:
                 test_sum = test_sum + _predict(model, scale, x_test, device)
@@ -249,7 +266,8 @@ def train(cfg: HouseConfig, data_dir: Path, run_name: str | None, device_spec: s
                 if cfg.model in estimators.CLASSICAL:
                     return estimators.fit(cfg, x_train, y_train, seed).predict(x_held)
                 model, scale, _ = _train_one(cfg, x_train, y_train, x_held, np.exp(y_held), seed, device,
-                                             f"{fold_label(fold, cfg.folds)} comps {inner}")
+                                             f"{fold_label(fold, cfg.folds)} comps {inner}",
+                                             n_numeric=len(pre.state["numeric"]))
                 return _predict(model, scale, x_held, device)
 
             residuals = comps.inner_residuals(fit_predict, x_fit, np.log(fit_prices), seed)
@@ -297,7 +315,7 @@ def _model_from_checkpoint(folder: Path, device) -> tuple:
     if cfg.model in estimators.CLASSICAL:
         return (estimators.load(cfg, folder, state), Preprocessor(state=meta["preprocessor"]),
                 tuple(meta["target_scale"]), cfg)
-    model = models.build(cfg, meta["n_features"])
+    model = models.build(cfg, meta["n_features"], models.saved_bins(cfg, state, str(folder)))
     problem = checkpoint.mismatch(model, state)
     if problem is not None:
         raise UserError(f"{folder}: weights do not fit the {cfg.model} model in its config ({problem})")
