@@ -2,6 +2,11 @@
 
     python -m pipelines blend COMPETITION RUN1 RUN2 ... [--method mean|weights|stack]
 
+Members are one prediction column per run (a value, P(positive)) or, for a multiclass
+competition, one probability column per class: the blend space combines (rows, members, classes)
+arrays on the log probabilities, whose weighted sum is turned back into probabilities by a
+softmax (weights fitted on the multiclass log loss; the stack adds one intercept per class).
+
 Only runs with identical folds.csv (same ids, same fold numbers, same order), the same
 training-data fingerprint and an out-of-fold prediction for every row can be blended.
 
@@ -67,7 +72,7 @@ class BlendConfig:
     member_training_ids: list[str | None] = field(default_factory=list)  # which training of each member
     member_paths: list[str] = field(default_factory=list)   # their folders, relative to the home when under it
     weights: list[float] = field(default_factory=list)     # final fit, on all out-of-fold rows
-    intercept: float = 0.0
+    intercept: float | list[float] = 0.0                    # one per class for a multiclass stack
     clip: float | None = None                               # BlendSpace.blend_clip: clip of the blend's output
 
 
@@ -87,21 +92,43 @@ def _competition(name: str) -> Competition:
 
 # --------------------------------------------------------------------------- fitting
 
+def weighted(z: np.ndarray, w) -> np.ndarray:
+    """The members' values in the blend space weighted and summed: z (rows, members) @ w, or for
+    class probabilities z (rows, members, classes) -> (rows, classes)."""
+    w = np.asarray(w, float)
+    return z @ w if z.ndim == 2 else np.einsum("nmk,m->nk", z, w)
+
+
+def softmax_loss(s: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarray]:
+    """Multiclass log loss of softmax(s) (rows, classes) for class indices, and its gradient in s."""
+    s = s - s.max(axis=1, keepdims=True)
+    log_norm = np.log(np.exp(s).sum(axis=1))
+    rows = np.arange(len(target))
+    p = np.exp(s - log_norm[:, None])
+    p[rows, target] -= 1.0
+    return float(np.mean(log_norm - s[rows, target])), p / len(target)
+
+
 def fit_simplex(z: np.ndarray, target: np.ndarray, loss: str) -> np.ndarray:
     """Non-negative weights summing to 1 that minimise the loss of z @ w against target
-    (squared error, or log loss of sigmoid(z @ w) for 0/1 targets)."""
+    (squared error; log loss of sigmoid(z @ w) for 0/1 targets; multinomial: log loss of
+    softmax(sum of w_j z_j) for class indices, z (rows, members, classes))."""
     from scipy.optimize import minimize
 
-    z, target = np.asarray(z, float), np.asarray(target, float)
-    n, m = z.shape
+    z = np.asarray(z, float)
+    target = np.asarray(target, int if loss == "multinomial" else float)
+    n, m = z.shape[:2]
     if m == 1:
         return np.ones(1)
 
     def objective(w):
-        s = z @ w
+        s = weighted(z, w)
         if loss == "squared":
             r = s - target
             return float(np.mean(r * r)), 2.0 * z.T @ r / n
+        if loss == "multinomial":
+            value, grad = softmax_loss(s, target)
+            return value, np.einsum("nk,nmk->m", grad, z)
         p = 1.0 / (1.0 + np.exp(-s))
         return float(np.mean(np.logaddexp(0.0, s) - target * s)), z.T @ (p - target) / n
 
@@ -127,18 +154,19 @@ def fit(method: str, ad, values: np.ndarray, truth: np.ndarray) -> tuple[np.ndar
     return ad.stack(z, target)
 
 
-def combine(method: str, ad, values: np.ndarray, weights: np.ndarray, intercept: float) -> np.ndarray:
-    """The blend's prediction (price or P(dog)) for members' values in columns."""
+def combine(method: str, ad, values: np.ndarray, weights: np.ndarray, intercept) -> np.ndarray:
+    """The blend's prediction (price, P(dog), rows of class probabilities) for members' values in
+    columns (rows, members[, classes])."""
     if method == "mean":
         return ad.mean(values)
-    return ad.unlink(ad.link(values) @ np.asarray(weights, float) + intercept)
+    return ad.unlink(weighted(ad.link(values), weights) + np.asarray(intercept, float))
 
 
 def nested(method: str, ad, values: np.ndarray, truth: np.ndarray, folds: np.ndarray):
     """Blend OOF predictions where fold k's rows come from a fit on the other folds' rows only.
 
     Returns (oof prediction, {fold: (weights, intercept)})."""
-    oof = np.full(len(truth), np.nan)
+    oof = np.full(values.shape[:1] + values.shape[2:], np.nan)
     fitted = {}
     for fold in np.unique(folds):
         train_index, valid_index = kfold.fold_indices(folds, fold)
@@ -172,12 +200,33 @@ def _load_member(ad, competition: str, spec: str) -> Member:
             raise UserError(f"run {name}: no {needed} in {run_dir}, so it cannot be blended")
     folds = load_folds(run_dir / "folds.csv")
     oof = pd.read_csv(run_dir / "oof.csv")
-    missing = [c for c in (ad.oof_id, "fold", ad.target, ad.oof_value) if c not in oof.columns]
+    missing = [c for c in (ad.oof_id, "fold", ad.target, *ad.oof_columns(run)) if c not in oof.columns]
     if missing:
         raise UserError(f"{run_dir / 'oof.csv'}: missing column(s) {', '.join(missing)}")
     test_path = run_dir / "test_predictions.csv"
     test = pd.read_csv(test_path) if test_path.exists() else None
+    if test is not None:
+        missing = [c for c in (ad.test_id, *ad.test_columns(run)) if c not in test.columns]
+        if missing:
+            raise UserError(f"{test_path}: missing column(s) {', '.join(missing)}")
     return Member(name, run_dir, run, folds, oof, test)
+
+
+def member_block(ad, frame: pd.DataFrame, columns: list[str], run: dict) -> np.ndarray:
+    """A member's predictions as the blend takes them: (rows,) for one column, (rows, classes) else."""
+    block = frame[columns].to_numpy(dtype=float)
+    return ad.member_values(block[:, 0] if len(columns) == 1 else block, run)
+
+
+def test_frame(ad, ids: np.ndarray, pred: np.ndarray, clip, run: dict) -> pd.DataFrame:
+    """The blend's test predictions as test_predictions.csv's frame (one column per class when 2-D)."""
+    if np.ndim(pred) == 1:
+        return ad.test_frame(ids, pred, clip)
+    return pd.DataFrame({ad.test_id: ids, **dict(zip(ad.test_columns(run), np.asarray(pred).T))})
+
+
+def _jsonable(intercept):
+    return [float(b) for b in intercept] if np.ndim(intercept) else float(intercept)
 
 
 def _first_difference(a: np.ndarray, b: np.ndarray) -> int:
@@ -192,6 +241,9 @@ def check_members(ad, members: list[Member]) -> None:
     train0 = first.run.get("data", {}).get(ad.data_key)
     for member in members:
         name = member.name
+        if member.run.get("classes") != first.run.get("classes"):
+            raise UserError(f"run {name}: other classes than {first.name} "
+                            f"({member.run.get('classes')} vs {first.run.get('classes')})")
         if member is not first:
             ids = member.folds["id"].astype(str).to_numpy()
             fold = member.folds["fold"].to_numpy()
@@ -214,7 +266,7 @@ def check_members(ad, members: list[Member]) -> None:
         if len(oof_ids) != len(ids0) or (oof_ids != ids0).any() or \
                 (member.oof["fold"].to_numpy() != folds0).any():
             raise UserError(f"run {name}: {member.run_dir / 'oof.csv'} does not follow its folds.csv row by row")
-        empty = member.oof[ad.oof_value].isna().to_numpy()
+        empty = member.oof[ad.oof_columns(member.run)].isna().any(axis=1).to_numpy()
         if empty.any():
             untrained = sorted({int(f) for f in folds0[empty]})
             raise UserError(f"run {name} did not train every fold: {int(empty.sum())} rows have no out-of-fold "
@@ -268,7 +320,7 @@ def blend(competition: str, specs: list[str], method: str = DEFAULT_METHOD, name
     first = members[0]
     folds = first.folds["fold"].to_numpy()
     truth = ad.truth(first.oof, first.run)
-    values = np.column_stack([ad.member_values(m.oof[ad.oof_value].to_numpy(dtype=float), m.run) for m in members])
+    values = np.stack([member_block(ad, m.oof, ad.oof_columns(m.run), m.run) for m in members], axis=1)
     clip = ad.blend_clip([m.run for m in members])
 
     oof, per_fold = nested(method, ad, values, truth, folds)
@@ -280,7 +332,7 @@ def blend(competition: str, specs: list[str], method: str = DEFAULT_METHOD, name
         score = {"fold": fold, "rows": int(len(index)), **ad.scores(truth[index], oof[index], clip),
                  "weights": [float(x) for x in w]}
         if method == "stack":
-            score["intercept"] = float(b)
+            score["intercept"] = _jsonable(b)
         fold_scores.append(score)
     cv = ad.scores(truth, oof, clip)
     per = [s[metric] for s in fold_scores]
@@ -291,9 +343,8 @@ def blend(competition: str, specs: list[str], method: str = DEFAULT_METHOD, name
     test_ids = test_pred = None
     if first.test is not None:
         test_ids = first.test[ad.test_id].to_numpy()
-        test_values = np.column_stack([
-            ad.member_values(m.test.set_index(ad.test_id)[ad.test_value].reindex(test_ids).to_numpy(dtype=float),
-                             m.run) for m in members])
+        test_values = np.stack([member_block(ad, m.test.set_index(ad.test_id).reindex(test_ids),
+                                             ad.test_columns(m.run), m.run) for m in members], axis=1)
         test_pred = combine(method, ad, test_values, weights, intercept)
     result = kfold.KFoldResult(oof_prediction=oof, test_prediction=test_pred, fold_scores=fold_scores, cv=cv,
                                seconds=time.perf_counter() - started)
@@ -305,25 +356,27 @@ def blend(competition: str, specs: list[str], method: str = DEFAULT_METHOD, name
                          member_hashes=[str(m.run.get("config_hash")) for m in members],
                          member_training_ids=[m.run.get("training_id") for m in members],
                          member_paths=[_portable(m.run_dir) for m in members],
-                         weights=[float(x) for x in weights], intercept=float(intercept), clip=clip)
+                         weights=[float(x) for x in weights], intercept=_jsonable(intercept), clip=clip)
     run_dir = paths.new_run_dir(competition, name or paths.default_run_name(config.name), restart)
     for stale in ("test_predictions.csv",):  # an overwritten run never keeps another blend's file
         if (run_dir / stale).exists():
             (run_dir / stale).unlink()
     shutil.copyfile(first.run_dir / "folds.csv", run_dir / "folds.csv")
-    frame = first.oof.drop(columns=[ad.oof_value]).copy()
-    frame[ad.oof_value] = oof
+    columns = ad.oof_columns(first.run)
+    frame = first.oof.drop(columns=columns).copy()
+    for j, column in enumerate(columns):
+        frame[column] = oof if oof.ndim == 1 else oof[:, j]
     atomic.write_text(run_dir / "oof.csv", frame.to_csv(index=False))
     if test_pred is not None:
-        test_frame = ad.test_frame(test_ids, test_pred, clip)
-        comp.submission.write(test_frame, run_dir / "test_predictions.csv", test_frame[ad.test_id])
+        frame = test_frame(ad, test_ids, test_pred, clip, first.run)
+        ad.write_test(frame, run_dir / "test_predictions.csv", frame[ad.test_id], comp.submission, first.run)
     member_rows = [{"run": m.name, "config": m.run.get("config"), "config_hash": m.run.get("config_hash"),
                     "training_id": m.run.get("training_id"),
                     "cv": m.run.get("cv"), "weight": float(w)} for m, w in zip(members, weights)]
     row = runs.record(run_dir, competition=competition, config=config, result=result, metric=metric,
                       greater_is_better=comp.metric.greater_is_better, wall_s=time.perf_counter() - started, device="cpu",
                       data=dict(first.run.get("data", {})),
-                      extra={"blend": {"method": method, "members": member_rows, "intercept": float(intercept)},
+                      extra={"blend": {"method": method, "members": member_rows, "intercept": _jsonable(intercept)},
                              **ad.extra(cv, first.run)})
     return {"row": row, "result": result, "run_dir": run_dir, "config": config}
 
@@ -342,7 +395,8 @@ def command(args) -> int:
         print(f"  {member['run']:<{width}}  {label} {member['weight']:.4f}   "
               f"(config {member['config']}, CV {row['metric']} {float(member['cv']):.5f})")
     if config.method == "stack":
-        print(f"  intercept {config.intercept:.4f}")
+        print(f"  intercept {config.intercept:.4f}" if np.ndim(config.intercept) == 0 else
+              f"  intercepts (one per class) {', '.join(f'{b:.3f}' for b in config.intercept)}")
     best = (max if row["greater_is_better"] else min)(float(m["cv"]) for m in members)
     for line in runs.summary_lines(row, out["result"]):
         print(line)
@@ -375,7 +429,7 @@ class _Plan:
     name: str
     method: str
     weights: np.ndarray
-    intercept: float
+    intercept: float | list[float]
     clip: float | None
     members: list[tuple[Path, dict, "_Plan | None"]]
 
@@ -453,7 +507,7 @@ def _plan(competition: str, run_dir: Path, chain: frozenset) -> _Plan:
                 raise UserError(f"blend {name}: member run {member} has no fold checkpoints in {member_dir}, so the "
                                 f"blend cannot predict new data (its test_predictions.csv still serves `submit`)")
         planned.append((member_dir, member_run, sub))
-    return _Plan(name, values["method"], np.asarray(values["weights"], float), float(values["intercept"]),
+    return _Plan(name, values["method"], np.asarray(values["weights"], float), _jsonable(values["intercept"]),
                  values["clip"], planned)
 
 
@@ -472,14 +526,14 @@ def _predict_plan(ad, plan: _Plan, test: Path, device: str) -> pd.DataFrame:
         frames.append((member_run, frame))
     # as blend() read the members' test_predictions.csv: rows in the first member's order
     ids = frames[0][1][ad.test_id].to_numpy()
-    values = np.column_stack([
-        ad.member_values(frame.set_index(ad.test_id)[ad.test_value].reindex(ids).to_numpy(dtype=float), run)
-        for run, frame in frames])
+    values = np.stack([member_block(ad, frame.set_index(ad.test_id).reindex(ids), ad.test_columns(run), run)
+                       for run, frame in frames], axis=1)
     if np.isnan(values).any():
-        column = int(np.flatnonzero(np.isnan(values).any(axis=0))[0])
+        column = int(np.flatnonzero(np.isnan(values).reshape(len(ids), len(frames), -1).any(axis=(0, 2)))[0])
         raise UserError(f"blend {plan.name}: member run {plan.members[column][0].name} predicted other "
                         f"{ad.test_id}s than {plan.members[0][0].name} for {test}")
-    return ad.test_frame(ids, combine(plan.method, ad, values, plan.weights, plan.intercept), plan.clip)
+    return test_frame(ad, ids, combine(plan.method, ad, values, plan.weights, plan.intercept), plan.clip,
+                      frames[0][0])
 
 
 def predict(competition: str, run_dir: Path, test: Path, device: str = "auto") -> pd.DataFrame:

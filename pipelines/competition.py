@@ -147,7 +147,7 @@ class BlendSpace(abc.ABC):
 
     space: str                  # where weights and stackers combine members, e.g. "log price"
     mean_space: str             # where --method mean averages, e.g. "log price" or "P(dog)"
-    loss: str                   # "squared" | "logistic": what the weights minimise in that space
+    loss: str                   # "squared" | "logistic" | "multinomial": what the weights minimise there
     oof_id: str                 # oof.csv's id column (the same order as folds.csv's)
     target: str                 # oof.csv's truth column
     oof_value: str              # oof.csv's out-of-fold prediction column
@@ -160,6 +160,20 @@ class BlendSpace(abc.ABC):
     def truth(self, oof, run: dict) -> np.ndarray:
         """oof.csv's truth column (a DataFrame's) as the metric and fit_target take it."""
         return oof[self.target].to_numpy(dtype=float)
+
+    def oof_columns(self, run: dict) -> list[str]:
+        """oof.csv's prediction column(s) of this run: one (the value, P(positive)), or one per
+        class for a space whose members are rows of class probabilities (blend.py then combines
+        (rows, members, classes) arrays: link and unlink work on the last axis)."""
+        return [self.oof_value]
+
+    def test_columns(self, run: dict) -> list[str]:
+        """test_predictions.csv's prediction column(s) of this run, in oof_columns' order."""
+        return [self.test_value]
+
+    def write_test(self, frame, path: Path, expected_ids, submission: "Submission", run: dict):
+        """Write a blend's test_predictions.csv (the frame test_frame made), validated."""
+        return submission.write(frame, path, expected_ids)
 
     def member_values(self, values: np.ndarray, run: dict) -> np.ndarray:
         """A member's predictions as the blend takes them (e.g. clipped as its submission was)."""

@@ -12,6 +12,7 @@ become the id column.
 Also a script, for the measurements behind the default config (pipelines/tabular/task.py):
 
   .venv/bin/python tests/tabular_data.py measure --out /tmp/tabular-measure [--tables ...] [--configs ...]
+      [--blend weights stack ...]
 
 trains each config with 5-fold CV on each table and prints the CV and the held-out score.
 """
@@ -156,8 +157,10 @@ def held_out_score(spec, submission: pd.DataFrame | str | Path, answers_path: st
 
 # --------------------------------------------------------------------------- measurements
 
-def measure(out: Path, tables: list[str], config_names: list[str], device: str = "cpu") -> list[dict]:
-    """Each config, 5-fold CV, on each table: CV and held-out score (module docstring)."""
+def measure(out: Path, tables: list[str], config_names: list[str], device: str = "cpu",
+            blends: tuple[str, ...] = ()) -> list[dict]:
+    """Each config, 5-fold CV, on each table: CV and held-out score (module docstring); then, for
+    each method in blends, the blend of those runs."""
     import os
 
     os.environ["PIPELINES_HOME"] = str(out)
@@ -183,7 +186,29 @@ def measure(out: Path, tables: list[str], config_names: list[str], device: str =
                    "cv": result["row"]["cv"], "held_out": held_out, "wall_s": result["row"]["wall_s"]}
             rows.append(row)
             print(json.dumps(row), flush=True)
+        for method in blends:
+            rows.append(_measure_blend(out, name, laid, spec, config_names, method))
+            print(json.dumps(rows[-1]), flush=True)
     return rows
+
+
+def _measure_blend(out: Path, name: str, laid, spec, config_names: list[str], method: str) -> dict:
+    """The configs' runs blended (pipelines/blend.py, nested CV), scored like a run."""
+    from pipelines import blend, competition
+    from pipelines.tabular import task
+
+    comp = competition.load(str(laid.spec_path))
+    made = blend.blend(comp.name, [f"measure-{c}" for c in config_names], method, f"measure-blend-{method}",
+                       restart=True)
+    run_dir = made["run_dir"]
+    predictions = task.read_predictions(run_dir / "test_predictions.csv", spec)
+    submission = task.write_submission(spec, predictions, out / "submissions" / f"{name}-blend-{method}.csv",
+                                       laid.folder / "sample_submission.csv", classes=task.run_classes(run_dir))
+    return {"table": name, "source": f"{TABLES[name].package}::{TABLES[name].item}",
+            "rows": laid.train_rows + laid.test_rows, "train": laid.train_rows, "test": laid.test_rows,
+            "task": spec.task, "metric": spec.metric, "config": f"blend-{method}({'+'.join(config_names)})",
+            "cv": made["row"]["cv"], "held_out": held_out_score(spec, submission, laid.answers_path),
+            "wall_s": made["row"]["wall_s"]}
 
 
 def main(argv: list[str]) -> int:
@@ -196,6 +221,8 @@ def main(argv: list[str]) -> int:
     run.add_argument("--tables", nargs="+", default=list(TABLES), choices=list(TABLES))
     run.add_argument("--configs", nargs="+", default=["linear", "lightgbm", "mlp"])
     run.add_argument("--device", default="cpu")
+    run.add_argument("--blend", nargs="*", default=[], choices=["mean", "weights", "stack"],
+                     help="also blend the configs' runs on each table with these methods")
     lay = sub.add_parser("layout", help="write one table's competition files")
     lay.add_argument("table", choices=list(TABLES))
     lay.add_argument("folder", type=Path)
@@ -205,7 +232,7 @@ def main(argv: list[str]) -> int:
         print(f"{laid.folder}: {laid.train_rows} train, {laid.test_rows} test rows; spec {laid.spec_path}; "
               f"answers {laid.answers_path}")
         return 0
-    rows = measure(args.out, args.tables, args.configs, args.device)
+    rows = measure(args.out, args.tables, args.configs, args.device, tuple(args.blend))
     print("\n| table | rows | task | metric | config | CV | held-out |\n| --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
         print(f"| {r['table']} | {r['rows']} | {r['task']} | {r['metric']} | {r['config']} | {r['cv']:.5f} | "

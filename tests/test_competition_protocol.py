@@ -108,7 +108,8 @@ def test_fields(comp):
     assert isinstance(comp.submission, Submission) and comp.submission.format in competition.FORMATS
     assert len(comp.submission.columns) == 2 and comp.submission.columns[0] == comp.id_column
     assert isinstance(comp.blend, BlendSpace)
-    assert comp.blend.loss in ("squared", "logistic")
+    assert comp.blend.loss in ("squared", "logistic", "multinomial")
+    assert (comp.blend.loss == "multinomial") == (comp.task == "multiclass")
     assert (comp.blend.test_id, comp.blend.test_value) == tuple(comp.submission.columns)
     for key in ("space", "mean_space", "oof_id", "target", "oof_value", "data_key", "test_data_key"):
         assert isinstance(getattr(comp.blend, key), str) and getattr(comp.blend, key), key
@@ -160,6 +161,8 @@ def test_submission_accepts_a_well_formed_frame_and_rejects_malformed_ones(comp,
 
 
 def test_blend_space_round_trips(comp):
+    if comp.task == "multiclass":
+        return _multiclass_space_round_trips(comp)
     rng = np.random.default_rng(2)
     space = comp.blend
     values = _valid_values(comp, rng)
@@ -176,6 +179,31 @@ def test_blend_space_round_trips(comp):
     ids = np.arange(1, N + 1)
     frame = space.test_frame(ids, values, space.blend_clip([{"config_values": {}}]))
     comp.submission.validate(frame, ids)
+
+
+def _multiclass_space_round_trips(comp, k: int = 4):
+    """Multiclass members are (rows, classes) probabilities: link/unlink work on the last axis, and
+    members stack into (rows, members, classes), as pipelines/blend.py combines them."""
+    from pipelines import blend
+
+    rng = np.random.default_rng(2)
+    space = comp.blend
+    run = {"classes": [f"c{j}" for j in range(k)], "config_values": {}}
+    values = rng.dirichlet(np.ones(k), N)
+    np.testing.assert_allclose(space.unlink(space.link(values)), values, rtol=1e-9)
+    members = np.stack([values, values, values], axis=1)
+    np.testing.assert_allclose(space.mean(members), values, rtol=1e-9)
+    z = space.link(members)
+    assert z.shape == members.shape and np.isfinite(z).all()
+    np.testing.assert_allclose(space.unlink(blend.weighted(z, np.full(3, 1 / 3))), values, rtol=1e-9)
+    truth = np.arange(N) % k
+    assert (space.fit_target(truth) == truth).all()
+    assert space.oof_columns(run) == [f"oof_c{j}" for j in range(k)] and space.test_columns(run) == run["classes"]
+    # fitted weights favour the member that knows the answer
+    sharp = np.full((N, k), 0.1 / (k - 1))
+    sharp[np.arange(N), truth] = 0.9
+    weights = blend.fit_simplex(space.link(np.stack([values, sharp], axis=1)), truth, space.loss)
+    assert weights[1] > 0.9 and weights.sum() == pytest.approx(1.0)
 
 
 def test_verbs_exist(comp):

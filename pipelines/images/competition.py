@@ -4,8 +4,8 @@
 are ImageSpecVerbs' (cli.py), made when first called, so loading a spec imports no model code.
 The run files have pipelines/tabular's layout (task.py's docstring), so the submission rule, the
 blend spaces and the report section are the tabular engine's, with the image runs' data
-fingerprints and prediction from a folder of images: binary runs blend as logits of P(positive);
-multiclass runs are refused by `blend` in one line, as tabular ones are.
+fingerprints and prediction from a folder of images: binary runs blend as logits of P(positive),
+multiclass runs as log class probabilities (a softmax maps them back), as tabular ones do.
 """
 
 from __future__ import annotations

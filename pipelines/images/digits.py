@@ -7,10 +7,11 @@
 a mirrored digit is another glyph). Ids are integers 1..N in a shuffled order, as Kaggle's CIFAR-10's.
 
     .venv/bin/python -m pipelines.images.digits measure [--out DIR] [--configs cnn effnet-lite0-head]
+        [--blend weights ...]
 
 trains each config of configs/images/ with 5-fold CV in a scratch project home, then scores the
 fold-averaged test predictions against the held-out labels, and prints one table row per config
-(the table in task.config_name's docstring).
+(the table in task.config_name's docstring); with --blend, the configs' runs blended as well.
 """
 
 from __future__ import annotations
@@ -77,7 +78,8 @@ def held_out(run_dir: Path, answers: Path) -> dict:
     return {"accuracy": metrics.accuracy(index, prob), "logloss": metrics.logloss(index, prob)}
 
 
-def measure(out: Path, config_names: list[str], overrides: dict, folds: str | None = None) -> list[dict]:
+def measure(out: Path, config_names: list[str], overrides: dict, folds: str | None = None,
+            blends: tuple[str, ...] = ()) -> list[dict]:
     os.environ["PIPELINES_HOME"] = str(out / "home")
     from .spec import load as load_spec
     from . import task
@@ -97,6 +99,19 @@ def measure(out: Path, config_names: list[str], overrides: dict, folds: str | No
                      "wall_s": time.perf_counter() - started})
         print(f"| {name} | {cv['accuracy']:.4f} | {cv['logloss']:.4f} | {scored['accuracy']:.4f} | "
               f"{scored['logloss']:.4f} | {rows[-1]['wall_s']:.0f} s |", flush=True)
+    for method in blends:  # the configs' runs blended (log class probabilities, nested CV)
+        from .. import blend, competition
+
+        started = time.perf_counter()
+        made = blend.blend(competition.load(str(laid["spec"])).name, [f"measure-{name}" for name in config_names], method,
+                           f"measure-blend-{method}", restart=True)
+        cv, scored = made["result"].cv, held_out(made["run_dir"], laid["answers"])
+        label = f"blend {method} ({' + '.join(config_names)})"
+        rows.append({"config": label, "cv_accuracy": cv["accuracy"], "cv_logloss": cv["logloss"],
+                     "held_out_accuracy": scored["accuracy"], "held_out_logloss": scored["logloss"],
+                     "wall_s": time.perf_counter() - started})
+        print(f"| {label} | {cv['accuracy']:.4f} | {cv['logloss']:.4f} | {scored['accuracy']:.4f} | "
+              f"{scored['logloss']:.4f} | {rows[-1]['wall_s']:.0f} s |", flush=True)
     return rows
 
 
@@ -113,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--configs", nargs="+", default=["cnn", "effnet-lite0-head"])
     run.add_argument("--set", action="append", default=[], help="key=value for every config")
     run.add_argument("--folds", default=None, help="only these folds, e.g. 0")
+    run.add_argument("--blend", nargs="*", default=[], choices=["mean", "weights", "stack"],
+                     help="also blend the configs' runs with these methods")
     args = parser.parse_args(argv)
     try:
         if args.verb == "write":
@@ -121,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
         print("| config | CV accuracy | CV log loss | held-out accuracy | held-out log loss | wall |")
         print("|---|---|---|---|---|---|")
         # one CPU thread unless told otherwise: on the project's 2 busy cores it is the fastest
-        measure(Path(args.out), args.configs, {"threads": 1, **parse_overrides(args.set)}, args.folds)
+        measure(Path(args.out), args.configs, {"threads": 1, **parse_overrides(args.set)}, args.folds,
+                tuple(args.blend))
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -3,12 +3,13 @@
 `from_file(path)` is the tabular engine's entry in pipelines/specs.py. The competition's verbs are
 SpecVerbs' (cli.py), made when first called so that loading a spec imports no model code; its
 `submission` describes the two-column frames the shared stages write (test_predictions.csv of a
-regression or binary run, and of a blend: id, then the value or P(positive)), while the verbs
+regression or binary run, and of a blend: id, then the value or P(positive); multiclass files have
+one column per class and are written by the spec's own writer), while the verbs
 validate the spec's own submission format (value, probability, label, probabilities: task.py).
 
 Blend spaces: regression blends the value (log1p of it for rmsle), binary the logit of
-P(positive) (its mean: the mean of the probabilities, as folds are averaged); multiclass runs are
-refused by `blend` in one line (pipelines/blend.py blends one prediction column per run).
+P(positive) (its mean: the mean of the probabilities, as folds are averaged); multiclass the log
+of each class probability, turned back into rows of probabilities by a softmax.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..competition import BlendSpace, Competition, DataLayout, Metric, Submission
+from ..errors import UserError
 from . import metrics
 from .spec import Spec, load as load_spec
 
@@ -165,13 +167,89 @@ class ProbabilitySpace(SpecSpace):
 
 
 class ClassProbabilitySpace(ProbabilitySpace):
-    """Multiclass: one probability column per class, which pipelines/blend.py cannot combine yet;
-    `blend` refuses these runs (not_blendable) instead of blending one column of them."""
-    not_blendable = "blending multiclass runs is not supported yet"
+    """Multiclass: members are rows of class probabilities (oof_<class> / <class> columns, in the
+    run's class order), blended on the log probabilities and mapped back by a softmax, so weights
+    summing to 1 give a normalised geometric mean of the members; the weights are fitted on the
+    multiclass log loss, and the stack fits non-negative member weights (which may sum to more or
+    less than 1, a temperature) and one intercept per class. The mean is the mean of the
+    probabilities."""
+    loss = "multinomial"
 
     def __init__(self, spec: Spec):
         super().__init__(spec)
-        self.space = self.mean_space = "class probabilities"
+        self.space, self.mean_space = "log class probabilities", "class probabilities"
+
+    @staticmethod
+    def _classes(run: dict) -> list[str]:
+        classes = run.get("classes")
+        if not classes:
+            raise UserError(f"run {run.get('name', '?')}: its run.json lists no classes, so its class "
+                            f"probability columns are unknown")
+        return [str(c) for c in classes]
+
+    def oof_columns(self, run: dict) -> list[str]:
+        return [f"oof_{c}" for c in self._classes(run)]
+
+    def test_columns(self, run: dict) -> list[str]:
+        return self._classes(run)
+
+    def truth(self, oof, run: dict) -> np.ndarray:
+        """oof.csv's target as written in train.csv -> its index in the run's classes."""
+        classes = self._classes(run)
+        index = {c: i for i, c in enumerate(classes)}
+        labels = oof[self.target]
+        text = labels.astype(str).str.strip()
+        if not text.isin(classes).all():  # numeric labels read back as numbers (1.0 for "1")
+            try:
+                as_number = {float(c): i for i, c in enumerate(classes)}
+                return np.array([as_number[float(v)] for v in labels], dtype=int)
+            except (TypeError, ValueError, KeyError):
+                unknown = text[~text.isin(classes)].iloc[0]
+                raise UserError(f"oof.csv: label {unknown!r} is not one of the run's classes") from None
+        return text.map(index).to_numpy(dtype=int)
+
+    def fit_target(self, truth: np.ndarray) -> np.ndarray:
+        return np.asarray(truth, int)
+
+    def link(self, values: np.ndarray) -> np.ndarray:
+        return np.log(np.clip(np.asarray(values, float), EPS, 1.0))
+
+    def unlink(self, z: np.ndarray) -> np.ndarray:
+        z = np.asarray(z, float)
+        e = np.exp(z - z.max(axis=-1, keepdims=True))
+        return e / e.sum(axis=-1, keepdims=True)
+
+    def stack(self, z: np.ndarray, target: np.ndarray, C: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+        """Non-negative member weights and per-class intercepts (centred) that minimise the log
+        loss of softmax(sum_j w_j z_j + b) on these rows plus an L2 penalty on all of them of
+        |theta|^2 / (2 C rows), the binary stack's (scikit-learn's LogisticRegression, C=1): without
+        it, rows the members separate perfectly send the weights to infinity."""
+        from scipy.optimize import minimize
+
+        from ..blend import softmax_loss, weighted
+
+        z, target = np.asarray(z, float), np.asarray(target, int)
+        n, m, k = z.shape
+        l2 = 1.0 / (C * n)
+
+        def objective(theta):
+            w, b = theta[:m], theta[m:]
+            value, grad = softmax_loss(weighted(z, w) + b, target)
+            return (value + 0.5 * l2 * float(theta @ theta),
+                    np.concatenate([np.einsum("nk,nmk->m", grad, z), grad.sum(axis=0)]) + l2 * theta)
+
+        start = np.concatenate([np.full(m, 1.0 / m), np.zeros(k)])
+        result = minimize(objective, start, jac=True, method="L-BFGS-B",
+                          bounds=[(0.0, None)] * m + [(None, None)] * k, options={"maxiter": 2000})
+        theta = np.asarray(result.x, float)
+        if not np.isfinite(theta).all():
+            raise UserError(f"blend: the stack fit failed ({result.message})")
+        return theta[:m], theta[m:] - theta[m:].mean()
+
+    def write_test(self, frame, path: Path, expected_ids, submission, run: dict):
+        from . import task
+
+        return task.write_predictions(self.spec, frame, path, expected_ids, self._classes(run))
 
 
 SPACES = {"regression": ValueSpace, "binary": ProbabilitySpace, "multiclass": ClassProbabilitySpace}
