@@ -145,8 +145,23 @@ def available(competition: str) -> list[str]:
     return sorted(p.stem for p in (CONFIG_ROOT / competition).glob("*.yaml"))
 
 
-def load(competition: str, schema: type, name_or_path: str, overrides: dict | None = None):
-    """Load configs/<competition>/<name>.yaml (or a path), apply overrides, validate."""
+def check_family(values: dict, family: str, allowed: set[str], where: str) -> None:
+    """Refuse a key that the config's model family does not read (a config holds the keys of its
+    family: `num_leaves` in an MLP's config is a mistake, not a setting), naming the family's keys.
+    family: how the error names it, e.g. "model: mlp"."""
+    for key in values:
+        if key not in allowed:
+            raise UserError(f"{where}: key {key!r} does not apply to {family} "
+                            f"(its keys: {', '.join(sorted(allowed - {'name'}))})")
+
+
+def load(competition: str, schema: type, name_or_path: str, overrides: dict | None = None,
+         family_keys=None):
+    """Load configs/<competition>/<name>.yaml (or a path), apply overrides, validate.
+
+    family_keys: optionally (config as a dict) -> (family as the error names it, allowed keys): the
+    keys the family of a config reads. The file may hold only its own family's keys, and overrides
+    only the keys of the family they make (check_family)."""
     path = config_path(competition, name_or_path)
     try:
         values = yaml.safe_load(path.read_text(encoding="utf-8-sig")) or {}
@@ -156,9 +171,18 @@ def load(competition: str, schema: type, name_or_path: str, overrides: dict | No
         raise UserError(f"{path}:{line} is not valid YAML") from None
     if not isinstance(values, dict):
         raise UserError(f"{path}: expected a mapping of keys to values")
+    written = dict(values)
     values = {**values, **(overrides or {})}
     values.setdefault("name", path.stem)
-    return build(schema, values, str(path))
+    config = build(schema, values, str(path))  # unknown keys and bad values first
+    if family_keys is not None:
+        # the file holds the keys of its own family; --set may change the family (--set
+        # model=lasso), and then must name only keys of the new one (the file's others go unread)
+        family, allowed = family_keys(as_dict(build(schema, written, str(path))))
+        check_family(written, family, allowed, str(path))
+        family, allowed = family_keys(as_dict(config))
+        check_family(overrides or {}, family, allowed, f"{path} with --set")
+    return config
 
 
 def as_dict(config) -> dict:

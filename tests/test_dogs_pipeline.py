@@ -67,8 +67,9 @@ def run_cli(*argv) -> int:
     return main([*map(str, argv)])
 
 
-def train_small(small, name, config, *sets, folds="2"):
-    extra = [item for s in ("folds=" + folds, "epochs=1", *sets) for item in ("--set", s)]
+def train_small(small, name, config, *sets, folds="2", epochs=True):
+    """Train on the small data, one epoch (epochs=False: a config that has none, a logistic head)."""
+    extra = [item for s in ("folds=" + folds, *(["epochs=1"] if epochs else []), *sets) for item in ("--set", s)]
     return run_cli("train", "dogs-vs-cats", "--config", config, "--data", small, "--name", name,
                    "--device", "cpu", "--quiet", *extra)
 
@@ -207,9 +208,9 @@ def test_every_network_family_trains_one_epoch(home, small, config, sets):
 @needs_package
 @pytest.mark.parametrize("head", ["logreg", "mlp", "mlp+logreg", "tail"])
 def test_frozen_pretrained_features_recipe(home, small, head):
-    sets = ("image_size=64", f"head={head}", "batch_size=16")
+    sets = ("image_size=64", f"head={head}", *(["batch_size=16"] if head != "logreg" else []))
     name = "f-" + head.replace("+", "-")
-    assert train_small(small, name, "effnet-lite0", *sets) == 0
+    assert train_small(small, name, "effnet-lite0", *sets, epochs=head != "logreg") == 0
     run_dir = home / "runs" / "dogs-vs-cats" / name
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["cv"]["rows_scored"] == 62
@@ -245,7 +246,7 @@ def test_frozen_pretrained_features_recipe(home, small, head):
 def test_frozen_pretrained_features_separate_real_cats_and_dogs(home, real_small):
     """ImageNet features separate real cats from real dogs even at 64 px (a property of photos:
     drawn look-alikes say nothing about it)."""
-    assert train_small(real_small, "f-real", "effnet-lite0", "image_size=64", "head=logreg", "batch_size=16") == 0
+    assert train_small(real_small, "f-real", "effnet-lite0", "image_size=64", "head=logreg", epochs=False) == 0
     metrics = json.loads((home / "runs" / "dogs-vs-cats" / "f-real" / "metrics.json").read_text())
     assert metrics["cv"]["rows_scored"] == 62
     assert metrics["cv"]["roc_auc"] > 0.75
@@ -306,6 +307,23 @@ def test_features_recipe_needs_pretrained_weights():
         task.load_config("effnet-lite0", {"pretrained": False})
     with pytest.raises(UserError, match="block"):
         task.load_config("effnet-lite0", {"block": -1})
+
+
+def test_a_config_holds_only_its_recipes_keys():
+    import dataclasses
+
+    fields = {f.name for f in dataclasses.fields(task.DogsConfig)}
+    every = task.COMMON_KEYS | task.TRAIN_KEYS | set().union(*task.HEAD_KEYS.values())
+    assert every == fields and set(task.HEAD_KEYS) == set(task.DogsConfig.__dataclass_fields__["head"].metadata["choices"])
+    for path in sorted((task.configs.CONFIG_ROOT / task.NAME).glob("*.yaml")):
+        task.load_config(str(path))  # the shipped configs keep to their recipes
+    with pytest.raises(UserError, match="with --set: key 'epochs' does not apply to recipe: features with head: "
+                                        "logreg"):
+        task.load_config("effnet-lite0-probe", {"epochs": 3})   # a logistic regression has no epochs
+    with pytest.raises(UserError, match="key 'head' does not apply to recipe: train"):
+        task.load_config("lenet", {"head": "mlp"})
+    assert task.load_config("effnet-lite0-probe", {"head": "mlp", "epochs": 3}).epochs == 3
+    assert task.load_config("effnet-lite0", {"head": "logreg"}).head == "logreg"  # the file's epochs go unread
 
 
 def test_ema_warms_up_instead_of_keeping_the_initial_weights():

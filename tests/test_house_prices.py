@@ -312,7 +312,33 @@ def test_interactions_need_the_full_recipe(home, house_data, capsys):
 def test_networks_choose_no_epoch_on_the_rows_the_cv_scores(config):
     cfg = task.load_config(config)
     assert cfg.keep == "last" and cfg.patience == 0
-    assert task.load_config("lasso", {"model": "mlp"}).keep == "last"  # the House Prices default
+    assert task.load_config("d2l-linear", {"model": "mlp"}).keep == "last"  # the House Prices default
+
+
+def test_a_config_holds_only_its_model_familys_keys(home, house_data, capsys):
+    import dataclasses
+
+    fields = {f.name for f in dataclasses.fields(task.HouseConfig)}
+    families = set(task.HouseConfig.__dataclass_fields__["model"].metadata["choices"])
+    assert families == set(task.FAMILY_KEYS)
+    every = set().union(*task.FAMILY_KEYS.values()) | task.DATA_KEYS
+    assert every == fields  # each key belongs to some family, and no family names a missing key
+    for path in sorted((task.configs.CONFIG_ROOT / task.NAME).glob("*.yaml")):
+        task.load_config(str(path))  # the shipped configs keep to their families
+    with pytest.raises(UserError, match="key 'num_leaves' does not apply to model: mlp \\(its keys: .*hidden"):
+        task.load_config("mlp", {"num_leaves": 3})
+    assert task.load_config("mlp", {"model": "lasso", "alpha": 0.001}).alpha == 0.001  # the file's hidden goes unread
+    with pytest.raises(UserError, match="with --set: key 'hidden' does not apply to model: lasso"):
+        task.load_config("lasso", {"hidden": [8]})
+    bad = home / "bad.yaml"
+    bad.write_text("model: gbm\nnum_leaves: 4\nhidden: [8]\n")
+    with pytest.raises(UserError, match="bad.yaml: key 'hidden' does not apply to model: gbm"):
+        task.load_config(str(bad))
+    assert main(["train", "house-prices", "--config", "gbm", "--data", str(house_data),
+                 "--set", "dropout=0.2", "--name", "wrong"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "key 'dropout' does not apply to model: gbm" in err
+    assert not (home / "runs" / "house-prices" / "wrong").exists()
 
 
 def test_oof_comes_from_the_last_epoch(home, house_data):

@@ -206,6 +206,35 @@ def test_cifar_layout_train_predict_submit(home, cifar):
     assert (home / "p.csv").read_text() == path.read_text()
 
 
+@pytest.mark.parametrize("config", ["lenet", "lenet-modern"])
+def test_the_scratch_ladder_trains_multiclass(home, cifar, config):
+    """d2l's LeNet and its modern form, as shipped (fewer epochs), give ten-class runs."""
+    spec = specs.load(SPECS / "cifar-10.yaml")
+    cfg = task.load_config(spec, config, {"folds": 2, "epochs": 1, "threads": 1})
+    assert cfg.arch == config
+    out = task.train(spec, cfg, cifar, config, "cpu")
+    oof = pd.read_csv(out["run_dir"] / "oof.csv")
+    assert list(oof.columns[3:]) == [f"oof_{c}" for c in sorted(CIFAR_CLASSES)]
+    np.testing.assert_allclose(oof.iloc[:, 3:].sum(axis=1), 1.0, atol=1e-6)
+    assert 0.0 <= out["row"]["cv"] <= 1.0
+
+
+def test_a_config_holds_only_its_recipes_keys():
+    import dataclasses
+
+    spec = specs.load(SPECS / "cifar-10.yaml")
+    fields = {f.name for f in dataclasses.fields(task.ImageConfig)}
+    assert task.COMMON_KEYS | task.TRAIN_KEYS | set().union(*task.HEAD_KEYS.values()) == fields
+    for path in sorted(task.configs.CONFIG_ROOT.joinpath(task.CONFIG_FOLDER).glob("*.yaml")):
+        task.load_config(spec, str(path))
+    with pytest.raises(UserError, match="--set: key 'width' does not apply to recipe: features with head: "
+                                        "mlp\\+logreg"):
+        task.load_config(spec, "effnet-lite0-head", {"width": 8})
+    with pytest.raises(UserError, match="--set: key 'epochs' does not apply to recipe: features with head: logreg"):
+        task.load_config(spec, "effnet-lite0-head", {"head": "logreg", "epochs": 2})
+    assert task.load_config(spec, "effnet-lite0-head", {"head": "logreg", "C": 0.5}).C == 0.5
+
+
 def test_dog_breed_layout_features_head(home, dog_breed):
     spec = specs.load(SPECS / "dog-breed-identification.yaml")
     cfg = task.load_config(spec, None, HEAD_FAST)
@@ -432,6 +461,16 @@ def test_every_verb_through_the_command_line(home, cifar, tmp_path, capsys, own_
     assert "## Spec" in (home / "runs" / "cifar-10" / "c1" / "report" / "report.md").read_text()
     code, _, err = run("train", "cifar-10", "--data", tmp_path / "nowhere")
     assert code == 2 and err.count("\n") == 1 and "no trainLabels.csv there" in err
+
+    # multiclass runs blend (log class probabilities), and the blend's label submission is what
+    # predicting the test folder with the blend gives
+    assert run("train", "cifar-10", "--data", cifar, "--name", "c2", "--device", "cpu", *fast,
+               "--set", "width=12")[0] == 0
+    code, out, err = run("blend", "cifar-10", "c1", "c2", "--method", "weights", "--name", "both")
+    assert code == 0 and "blend CV" in out, err
+    assert run("submit", "cifar-10", "--run", "both")[0] == 0
+    assert run("predict", "cifar-10", "--run", "both", "--test", cifar / "test", "--out", home / "both.csv")[0] == 0
+    assert (home / "submissions" / "cifar-10" / "both.csv").read_text() == (home / "both.csv").read_text()
 
     # a binary images spec: two runs blend (logits of P(positive)), and the blend predicts a folder
     two = write_cifar(tmp_path / "two", per_class=10, n_test=5, classes=("cat", "dog"))

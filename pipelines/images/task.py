@@ -140,11 +140,30 @@ def check_config(cfg: ImageConfig, where: str) -> None:
         raise UserError(f"{where}: pretrained: {cfg.arch} has no pretrained weights")
 
 
+# The keys each recipe reads (a config, and --set, may name only these): a trained network reads
+# the training loop's and the augmentation's; frozen features read their head's, and the training
+# loop's when the head is trained by it (not logreg). ImageConfig stays one flat record.
+COMMON_KEYS = {"name", "recipe", "arch", "pretrained", "image_size", "folds", "seed", "tta_flip", "eval_batch_size",
+               "threads", "channels_last", "precision", "compile"}
+LOOP_KEYS = {"epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "schedule", "warmup_epochs",
+             "patience", "keep", "ema", "label_smoothing", "grad_clip", "drop_rate"}
+TRAIN_KEYS = LOOP_KEYS | {"width", "hflip", "crop_scale", "color_jitter"}
+HEAD_KEYS = {"logreg": {"head", "C"}, "mlp": LOOP_KEYS | {"head", "hidden"},
+             "mlp+logreg": LOOP_KEYS | {"head", "hidden", "C"}}
+
+
+def family_keys(values: dict) -> tuple[str, set[str]]:
+    """(the recipe as the error names it, the keys its config may hold): config.load's family check."""
+    if values["recipe"] == "train":
+        return "recipe: train", COMMON_KEYS | TRAIN_KEYS
+    return f"recipe: features with head: {values['head']}", COMMON_KEYS | HEAD_KEYS[values["head"]]
+
+
 def load_config(spec: ImageSpec, name: str | None = None, overrides: dict | None = None) -> ImageConfig:
     """--config NAME (or a YAML path), else the spec's `config:`, else DEFAULT_CONFIG; with --set overrides."""
     chosen = config_name(spec, name)
     try:
-        cfg = configs.load(CONFIG_FOLDER, ImageConfig, chosen, overrides)
+        cfg = configs.load(CONFIG_FOLDER, ImageConfig, chosen, overrides, family_keys=family_keys)
     except UserError as exc:
         if name is None and spec.config is not None and str(exc).startswith("unknown config"):
             raise UserError(f"{spec.where('config')}: {exc}") from None

@@ -95,8 +95,28 @@ class DogsConfig:
     eval_batch_size: int = configs.option(256, min=1)
 
 
+# The keys each recipe reads (a config, and --set, may name only these): training a network
+# (recipe train) reads the training loop's keys and the augmentation's; frozen features (recipe
+# features) read the head's, and the training loop's when the head is trained by it (not logreg).
+# DogsConfig stays one flat record (run.json, config hashes and resumed runs read it as before).
+COMMON_KEYS = {"name", "arch", "pretrained", "recipe", "image_size", "folds", "seed", "tta_flip", "clip",
+               "eval_batch_size", "precision", "compile", "gpu_cache", "sync_bn", "channels_last"}
+LOOP_KEYS = {"epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "schedule", "warmup_epochs",
+             "patience", "keep", "ema", "label_smoothing", "grad_clip", "drop_rate"}
+TRAIN_KEYS = LOOP_KEYS | {"width", "hflip", "crop_scale", "color_jitter", "augment"}
+HEAD_KEYS = {"logreg": {"block", "head", "C"}, "mlp": LOOP_KEYS | {"block", "head", "hidden"},
+             "mlp+logreg": LOOP_KEYS | {"block", "head", "hidden", "C"}, "tail": LOOP_KEYS | {"block", "head"}}
+
+
+def family_keys(values: dict) -> tuple[str, set[str]]:
+    """(the recipe as the error names it, the keys its config may hold): config.load's family check."""
+    if values["recipe"] == "train":
+        return "recipe: train", COMMON_KEYS | TRAIN_KEYS
+    return f"recipe: features with head: {values['head']}", COMMON_KEYS | HEAD_KEYS[values["head"]]
+
+
 def load_config(name: str, overrides: dict | None = None) -> DogsConfig:
-    cfg = configs.load(NAME, DogsConfig, name, overrides)
+    cfg = configs.load(NAME, DogsConfig, name, overrides, family_keys=family_keys)
     check_config(cfg, str(configs.config_path(NAME, name)))
     return cfg
 
