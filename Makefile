@@ -13,6 +13,8 @@ KAGGLE      ?=
 WAIT        ?=
 RUNS        ?=
 METHOD      ?= weights
+TRIALS      ?= 20
+SEARCH      ?=
 NPROC       ?= 1
 NNODES      ?= 1
 NODE_RANK   ?= 0
@@ -20,6 +22,7 @@ MASTER_ADDR ?= 127.0.0.1
 MASTER_PORT ?= 29500
 
 _config = $(if $(EXP),--config $(EXP),)
+_search = $(foreach s,$(SEARCH),--search '$(s)')
 _data   = $(if $(DATA),--data $(DATA),)
 _kaggle = $(if $(filter-out 0,$(KAGGLE)),--kaggle $(if $(WAIT),--wait $(WAIT),),)
 # NPROC processes per node (DDP, README "Scaling out"): one plain process, torchrun --standalone on one
@@ -28,7 +31,7 @@ _torchrun = $(VENV)/bin/torchrun --nproc_per_node=$(NPROC)
 _launch = $(if $(filter-out 1,$(NNODES)),$(_torchrun) --nnodes=$(NNODES) --node_rank=$(NODE_RANK) \
 	--master_addr=$(MASTER_ADDR) --master_port=$(MASTER_PORT),$(if $(filter-out 1,$(NPROC)),$(_torchrun) --standalone,$(PY)))
 
-.PHONY: all setup test data prepare train train-house train-catsdogs submit leaderboard report blend blend-house bench demo clean help
+.PHONY: all setup test data prepare train train-house train-catsdogs sweep submit leaderboard report blend blend-house bench demo clean help
 
 all: setup demo  ## set up if needed, then run the main job on the built-in data
 
@@ -64,7 +67,10 @@ train-house: setup  ## k-fold training for House Prices (EXP=mlp, d2l-linear, ..
 train-catsdogs: setup  ## k-fold training for Dogs vs. Cats (EXP=...; NPROC=N [NNODES NODE_RANK MASTER_ADDR]: DDP via torchrun)
 	$(_launch) -m pipelines train dogs-vs-cats $(_config) $(_data) --device $(DEVICE) $(ARGS)
 
-submit: setup  ## validated Kaggle CSV for RUN: submissions/COMP/RUN.csv; KAGGLE=1 uploads it (WAIT=SECONDS for the score)
+sweep: setup  ## Optuna search of EXP's keys, TRIALS runs: SEARCH="lr=1e-4:1e-2:log dropout=[0.1,0.3]" (resumes; README)
+	$(PY) -m pipelines sweep $(COMP) $(_config) --trials $(TRIALS) $(_search) $(_data) --device $(DEVICE) $(ARGS)
+
+submit: setup  ## validated Kaggle CSV for RUN (RUN=best: the best CV): submissions/COMP/RUN.csv; KAGGLE=1 uploads it (WAIT=SECONDS for the score)
 	@test -n "$(RUN)" || { echo "error: RUN=... is required (see make leaderboard)"; exit 2; }
 	$(PY) -m pipelines submit $(COMP) --run $(RUN) $(_kaggle) $(ARGS)
 
@@ -82,6 +88,11 @@ blend: setup  ## blend runs of COMP that share folds: RUNS="a b c" METHOD=mean|w
 blend-house: setup  ## House Prices' best recipe: train runs lasso and gbm (resumed if there), blend them (METHOD)
 	for c in lasso gbm; do $(PY) -m pipelines train house-prices --config $$c --name $$c $(_data) --device $(DEVICE) $(ARGS) || exit $$?; done
 	$(PY) -m pipelines blend house-prices lasso gbm --method $(METHOD) --name blend-$(METHOD) --restart
+
+.PHONY: compare
+compare: setup  ## runs of COMP side by side: RUNS="a b" (best: the best CV); config differences, CV, folds paired, a plot
+	@test -n "$(RUNS)" || { echo "error: RUNS=\"run1 run2 ...\" is required (see make leaderboard)"; exit 2; }
+	$(PY) -m pipelines compare $(COMP) $(RUNS) $(ARGS)
 
 bench: setup  ## speed and score benchmarks; writes benchmarks/RESULTS.md
 	$(PY) -m benchmarks.run $(ARGS)

@@ -21,7 +21,13 @@ VERBS = {
     "summary": "print each layer's output shape and parameter count for one input",
     "demo": "run the whole job on built-in data (for a competition that ships it)",
     "blend": "blend finished runs that share the same folds into a new run (mean, fitted weights or a stack)",
+    "sweep": "search a config's keys with Optuna, each trial a run; prune, resume, re-run the best on other seeds",
+    "compare": "runs side by side: the config values that differ, CV and per-fold scores, paired fold by fold",
 }
+
+
+RUN_HELP = ("run name or run folder; `best`: the finished run with the best CV that has test predictions "
+            "(a run named best comes first)")
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -59,6 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
         if verb == "leaderboard":
             sub.add_argument("competition", nargs="?", help="only this competition")
             sub.add_argument("--markdown", action="store_true", help="print a Markdown table")
+            sub.add_argument("--config", help="only the runs of this config")
+            sub.add_argument("--public", action="store_true",
+                             help="with COMPETITION: the submitted runs' CV against their Kaggle public scores "
+                                  "(correlations, a plot, a warning when the orders disagree)")
             _common(sub)
             continue
         sub.add_argument("competition", help=", ".join(competition.names()))
@@ -71,16 +81,20 @@ def build_parser() -> argparse.ArgumentParser:
         elif verb in ("train", "demo"):
             _add_train_options(sub)
             _device(sub)
+        elif verb == "compare":
+            sub.add_argument("runs", nargs="+", metavar="RUN",
+                             help="run names or run folders (at least 2; the first is the one the others "
+                                  "are paired with); `best`: the best CV")
         elif verb == "predict":
-            sub.add_argument("--run", required=True, help="run name or run folder")
+            sub.add_argument("--run", required=True, help=RUN_HELP)
             sub.add_argument("--test", required=True, help=" or ".join(f"{c.test_input} ({c.name})"
                                                                         for c in competition.registered()))
             sub.add_argument("--out", required=True, help="where to write the submission CSV")
             _device(sub)
         elif verb == "report":
-            sub.add_argument("--run", required=True, help="run name or run folder")
+            sub.add_argument("--run", required=True, help=RUN_HELP)
         elif verb == "submit":
-            sub.add_argument("--run", required=True, help="run name or run folder")
+            sub.add_argument("--run", required=True, help=RUN_HELP)
             sub.add_argument("--out", help="default: submissions/<competition>/<run>.csv")
             sub.add_argument("--kaggle", action="store_true",
                              help="then upload it with Kaggle's CLI and record its public score when scored")
@@ -93,6 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
                                   "predictions); stack (linear/logistic model) (default: weights)")
             sub.add_argument("--name", help="blend run name (default: blend-<method> plus a timestamp)")
             sub.add_argument("--restart", action="store_true", help="replace an existing run of that --name")
+        elif verb == "sweep":
+            from . import sweep
+            sweep.add_arguments(sub)
+            _device(sub)
         elif verb == "summary":
             sub.add_argument("--config", help="config name or YAML path")
             sub.add_argument("--set", action="append", metavar="KEY=VALUE", default=[])
@@ -119,7 +137,14 @@ def main(argv: list[str] | None = None) -> int:
                 except UserError:
                     if name.endswith((".yaml", ".yml")):
                         raise
-            print(leaderboard.show(name, markdown=args.markdown))
+            if args.public:
+                if not name:
+                    raise UserError("leaderboard --public needs a COMPETITION: python -m pipelines leaderboard "
+                                    "COMPETITION --public")
+                from . import compare
+                print("\n".join(compare.public_vs_cv(name, config=args.config)))
+                return 0
+            print(leaderboard.show(name, markdown=args.markdown, config=args.config))
             return 0
         comp = competition.load(args.competition)
         args.competition = comp.name  # a spec file's path names its competition from here on
@@ -130,10 +155,19 @@ def main(argv: list[str] | None = None) -> int:
         if args.verb == "prepare" and not args.data:
             from . import kaggle
             kaggle.ensure_data(args.competition)    # Kaggle download unless data/<competition> has it
+        if args.verb in ("predict", "report", "submit"):
+            from . import runs
+            args.run = runs.resolve_run(args.competition, args.run)  # `best`: the best CV's run
+        if args.verb == "compare":
+            from . import compare
+            return compare.command(args)
         if args.verb == "report":
             from . import paths, report
             print(f"wrote {report.write(paths.find_run(args.competition, args.run))}")
             return 0
+        if args.verb == "sweep":
+            from . import sweep
+            return sweep.command(args)
         if args.verb == "blend":
             from . import blend
             return blend.command(args)

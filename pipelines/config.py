@@ -203,3 +203,81 @@ def first_difference(a: dict, b: dict) -> str | None:
             right = f"{key}={b[key]!r}" if key in b else f"no {key}"
             return f"{left} vs {right}"
     return None
+
+
+# --------------------------------------------------------------------------- what a run changed
+
+def find_file(folders: list[str], name: str) -> Path | None:
+    """configs/<folder>/<name>.yaml for the first of the folders that has one (a competition's own
+    folder first, then its kind's: tabular, images), or None."""
+    for folder in folders:
+        if not folder:
+            continue
+        path = CONFIG_ROOT / folder / f"{name}.yaml"
+        if path.is_file():
+            return path
+    return None
+
+
+def file_values(path: Path | None) -> dict | None:
+    """The keys a config file sets, as YAML reads them (None: no file, or not a mapping)."""
+    if path is None:
+        return None
+    try:
+        values = yaml.safe_load(Path(path).read_text(encoding="utf-8-sig")) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    return values if isinstance(values, dict) else None
+
+
+def schema_defaults(schema: type) -> dict:
+    """Each field's default (fields without one are left out)."""
+    found = {}
+    for field in dataclasses.fields(schema):
+        if field.default is not dataclasses.MISSING:
+            found[field.name] = field.default
+        elif field.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+            found[field.name] = field.default_factory()  # type: ignore[misc]
+    return found
+
+
+def same_value(a: Any, b: Any) -> bool:
+    """Equal as config values: 1 and 1.0, 1e-3 and "1e-3" (YAML reads that as a string), a tuple and a list."""
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(same_value(x, y) for x, y in zip(a, b))
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b if isinstance(a, bool) and isinstance(b, bool) else a == b
+    numbers = []
+    for value in (a, b):
+        if isinstance(value, (int, float)):
+            numbers.append(float(value))
+        elif isinstance(value, str):
+            try:
+                numbers.append(float(value))
+            except ValueError:
+                return a == b
+        else:
+            return a == b
+    return numbers[0] == numbers[1]
+
+
+def changed(values: dict, baseline: dict) -> dict:
+    """values' keys (sorted, the config's name left out) whose value differs from baseline's; a key
+    baseline does not know is left out (nothing to tell it from)."""
+    return {key: values[key] for key in sorted(values)
+            if key != "name" and key in baseline and not same_value(values[key], baseline[key])}
+
+
+def params(config, folders: list[str]) -> dict | None:
+    """What a run's config changed: its values that differ from what the config file of its name
+    gives (the file's keys over the schema's defaults), i.e. its --set overrides; without such a file
+    (a YAML path elsewhere), its values that differ from the schema's defaults. None when neither is
+    known (a schema with required fields and no file)."""
+    values = as_dict(config)
+    written = file_values(find_file(folders, str(values.get("name", ""))))
+    defaults = schema_defaults(type(config))
+    if written is not None and not set(written) <= set(values):
+        written = None  # a file of another schema that happens to share the name
+    if written is None and set(values) - set(defaults) - {"name"}:
+        return None  # required fields (a blend's members): no default to tell a change from
+    return changed(values, {**defaults, **(written or {})})

@@ -8,6 +8,7 @@ reported with the per-fold scores.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -138,14 +139,32 @@ def run(folds: np.ndarray,
     return _assemble(folds, outputs, score, main_metric, started, trained)
 
 
+_FOLD_LISTENERS: list[Callable[[int, int, float], None]] = []
+
+
+@contextlib.contextmanager
+def fold_listener(listener: Callable[[int, int, float], None]):
+    """Within the block, listener(fold, n_folds, score of the main metric) is called after each
+    fold this process trains and stores (pipelines/sweep.py reports them to Optuna's pruner); an
+    exception it raises stops the run there, its finished folds kept for a resume."""
+    _FOLD_LISTENERS.append(listener)
+    try:
+        yield
+    finally:
+        _FOLD_LISTENERS.remove(listener)
+
+
 def _report_fold(fold: int, n_folds: int, valid_index: np.ndarray, output: FoldOutput, score, main_metric: str,
                  seconds: float) -> None:
-    """The one line (stdout) for a fold this process trained: 'fold 2/5: rmse_log 0.12345, kept epoch 14, 12.3 s'."""
+    """The one line (stdout) for a fold this process trained: 'fold 2/5: rmse_log 0.12345, kept epoch 14, 12.3 s';
+    then the fold listeners."""
     if not distributed.is_main():
         return
     figures = score(valid_index, np.asarray(output.valid_prediction))
     epochs = output.info.get("best_epochs", output.info.get("best_epoch"))
     progress.say(progress.fold_line(fold, n_folds, main_metric, float(figures[main_metric]), seconds, epochs))
+    for listener in list(_FOLD_LISTENERS):
+        listener(fold, n_folds, float(figures[main_metric]))
 
 
 def _claim(store: Path, fold: int, valid_index: np.ndarray) -> str:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import fcntl
 import json
+import math
 import os
+import sys
 from datetime import datetime
 from pathlib import Path
 
-from . import paths
+from . import config as configs, paths
 from .errors import UserError
 
 
@@ -188,12 +190,62 @@ def ranked(rows: list[dict], competition: str | None = None) -> list[dict]:
     return sorted(rows, key=key)
 
 
-COLUMNS = [("competition", "competition"), ("dataset", "data"), ("run", "run"), ("config", "config"), ("metric", "metric"),
-           ("cv", "CV"), ("cv_std", "fold std"), ("public", "public"), ("folds", "folds"), ("wall_s", "wall s"),
-           ("device", "device"), ("date", "date")]
+COLUMNS = [("competition", "competition"), ("dataset", "data"), ("run", "run"), ("config", "config"),
+           ("params", "params"), ("metric", "metric"), ("cv", "CV"), ("cv_std", "fold std"), ("public", "public"),
+           ("folds", "folds"), ("wall_s", "wall s"), ("device", "device"), ("date", "date")]
+NOTE = ("note", "note")   # the last column, shown when a row has a note (a sweep's winner)
+PARAMS_WIDTH = 40         # the params column's cells are cut to this many characters
+
+
+def short_value(value) -> str:
+    """A config value as --set takes it, short: 0.003, 1e-05, [64,32], true."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(short_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{k}:{short_value(v)}" for k, v in value.items()) + "}"
+    return str(value)
+
+
+def _recorded_params(row: dict) -> dict | None:
+    """For a row recorded before runs kept their params: the run's config values (run.json on disk)
+    that differ from a key its config file sets. None when the run or the file is not found."""
+    try:
+        run = json.loads((paths.runs_dir(str(row.get("competition"))) / str(row.get("run")) / "run.json").read_text())
+    except (OSError, ValueError):
+        return None
+    values = run.get("config_values") if isinstance(run, dict) else None
+    if not isinstance(values, dict):
+        return None
+    folders = [str(row.get("competition")), str(run.get("engine") or row.get("engine") or "")]
+    written = configs.file_values(configs.find_file(folders, str(values.get("name", row.get("config", "")))))
+    if written is None or not set(written) <= set(values):
+        return None
+    return configs.changed(values, written)
+
+
+def params_text(row: dict, width: int | None = PARAMS_WIDTH) -> str:
+    """The params cell: what the run's config changed (runs.params: its --set overrides), as
+    `lr=0.003 hidden=[64]`; a blend's members; cut to `width` characters."""
+    blend = row.get("blend")
+    if isinstance(blend, dict) and isinstance(blend.get("members"), list):
+        text = "members=" + ",".join(str(m.get("run") if isinstance(m, dict) else m) for m in blend["members"])
+    else:
+        found = row["params"] if "params" in row else _recorded_params(row)
+        text = " ".join(f"{k}={short_value(v)}" for k, v in found.items()) if isinstance(found, dict) else ""
+    if width is not None and len(text) > width:
+        text = text[:width - 3] + "..."
+    return text
 
 
 def _cell(key: str, row: dict) -> str:
+    if key == "params":
+        return params_text(row)
     value = row.get(key, "")
     if key == "public":
         # Kaggle's public score once scored; else the submission's state (pending, error).
@@ -226,8 +278,9 @@ def _link_report(cells: list[str], row: dict) -> list[str]:
 
 
 def table(rows: list[dict], markdown: bool = False) -> str:
-    header = [title for _, title in COLUMNS]
-    body = [[_cell(key, row) for key, _ in COLUMNS] for row in rows]
+    columns = COLUMNS + ([NOTE] if any(row.get("note") for row in rows) else [])
+    header = [title for _, title in columns]
+    body = [[_cell(key, row) for key, _ in columns] for row in rows]
     if markdown:
         body = [_link_report(cells, row) for cells, row in zip(body, rows)]
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -238,9 +291,87 @@ def table(rows: list[dict], markdown: bool = False) -> str:
     return "\n".join([fmt.format(*header), fmt.format(*("-" * w for w in widths))] + [fmt.format(*r) for r in body])
 
 
-def show(competition: str | None = None, markdown: bool = False) -> str:
+def show(competition: str | None = None, markdown: bool = False, config: str | None = None) -> str:
+    """The leaderboard: every run (of `competition`; of `config`), best CV first, a sweep's
+    winner marked in a note column."""
     rows = ranked(read(), competition)
     if not rows:
         where = f" for {competition}" if competition else ""
         raise UserError(f"no runs recorded{where} yet in {paths.registry_path()}; train one first")
+    if config is not None:
+        known = sorted({str(r.get("config")) for r in rows})
+        rows = [r for r in rows if r.get("config") == config]
+        if not rows:
+            where = f" of {competition}" if competition else ""
+            raise UserError(f"--config {config}: no run{where} of that config in {paths.registry_path()}; "
+                            f"configs with runs: {', '.join(known)}")
+    notes = sweep_notes({str(r.get("competition")) for r in rows})
+    for i, row in enumerate(rows):
+        note = notes.get((row.get("competition"), row.get("run")))
+        if note:
+            rows[i] = {**row, "note": note}
     return table(rows, markdown=markdown)
+
+
+# --------------------------------------------------------------------------- sweeps
+
+SWEEPS = "sweeps"          # runs/<competition>/sweeps/<sweep>/sweep.json, written by a sweep
+SWEEP_FILE = "sweep.json"
+
+
+def worse(a: float, b: float, greater_is_better: bool) -> bool:
+    """Whether score a is strictly worse than score b."""
+    return a < b if greater_is_better else a > b
+
+
+def _number(value) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def sweep_note(sweep: dict) -> str:
+    """The note on a sweep's winner: "sweep winner (S)", and when the winner's re-run CV (its mean
+    over other fold seeds) is worse than the runner-up's, says so: the winner's lead was the luck of
+    its folds. The runner-up's figure is its own re-run mean on the same seeds when the sweep made
+    one (runner_up_rerun_mean: like for like, the figure the sweep's verdict uses), else its CV in
+    the sweep (runner_up_cv)."""
+    note = f"sweep winner ({sweep.get('sweep')})"
+    rerun = _number(sweep.get("rerun_mean"))
+    runner_up = _number(sweep.get("runner_up_rerun_mean"))
+    what = "re-run CV"
+    if runner_up is None:
+        runner_up, what = _number(sweep.get("runner_up_cv")), "CV"
+    if rerun is not None and runner_up is not None and sweep.get("runner_up") and \
+            worse(rerun, runner_up, bool(sweep.get("greater_is_better"))):
+        note = (f"sweep winner ({sweep.get('sweep')}): re-run CV worse than the runner-up "
+                f"({rerun:.5f} vs {sweep['runner_up']}'s {what} {runner_up:.5f})")
+    return note
+
+
+def read_sweeps(competition: str) -> list[dict]:
+    """Every runs/<competition>/sweeps/*/sweep.json (a file that is not a sweep record is skipped
+    with a warning on stderr)."""
+    found = []
+    for path in sorted((paths.runs_dir(competition) / SWEEPS).glob(f"*/{SWEEP_FILE}")):
+        try:
+            sweep = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            print(f"warning: {path}: not readable as JSON ({exc}); skipped", file=sys.stderr)
+            continue
+        if not isinstance(sweep, dict) or not isinstance(sweep.get("winner"), str):
+            print(f"warning: {path}: no \"winner\" run name; skipped", file=sys.stderr)
+            continue
+        found.append({"sweep": path.parent.name, **sweep})
+    return found
+
+
+def sweep_notes(competitions: set[str]) -> dict[tuple, str]:
+    """(competition, run) -> its note, for the winners of the competitions' sweeps."""
+    notes: dict[tuple, list[str]] = {}
+    for competition in sorted(competitions):
+        for sweep in read_sweeps(competition):
+            notes.setdefault((competition, sweep["winner"]), []).append(sweep_note(sweep))
+    return {key: "; ".join(value) for key, value in notes.items()}

@@ -13,9 +13,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import atomic, leaderboard, paths, resume
+from . import atomic, competition as competitions, config as configs, leaderboard, paths, resume
 from .errors import UserError
 from .config import as_dict, config_hash
+
+BEST = "best"   # --run best: the finished run with the best CV that has test predictions (resolve_run)
 
 
 def code_version() -> dict:
@@ -46,6 +48,7 @@ def record(run_dir: Path, *, competition: str, config, result, metric: str, grea
         "date": datetime.now().isoformat(timespec="seconds"), "data": data, "code": code_version(),
         "host": platform.node(), "path": str(run_dir), "deterministic": _deterministic(),
     }
+    row["params"] = params(competition, config)
     row.update(extra or {})
     row.update(training_id(run_dir, register, config.name))
     atomic.write_json(run_dir / "metrics.json", {"cv": result.cv, "folds": result.fold_scores})
@@ -53,6 +56,22 @@ def record(run_dir: Path, *, competition: str, config, result, metric: str, grea
     if register:
         leaderboard.append(row)
     return row
+
+
+def params(competition: str, config) -> dict | None:
+    """The run's config values that differ from what the config file of its name gives (its --set
+    overrides), for the leaderboard's params column: configs/<competition>/ first, then the folder of
+    the competition's kind (configs/tabular/, configs/images/). None when that cannot be told."""
+    folders = [competition]
+    try:
+        folders.append(competitions.load(competition).kind)
+    except Exception:  # an unregistered name (a run written by hand): its own folder only
+        pass
+    try:
+        found = configs.params(config, folders)
+    except Exception:  # never lose a run over a column of the leaderboard
+        return None
+    return None if found is None else json.loads(json.dumps(found, default=str))
 
 
 def training_id(run_dir: Path, register: bool = True, config_name: str | None = None) -> dict:
@@ -114,3 +133,69 @@ def stored_test_predictions(competition: str, run: str, why_missing: str):
 
 def submission_path(competition: str, run_dir: Path, out: str | None) -> Path:
     return Path(out) if out else paths.submissions_dir(competition) / f"{run_dir.name}.csv"
+
+
+def _complete(run: dict) -> bool:
+    """Whether every fold of the run was trained (a run of `--folds 0` scores one fold of five)."""
+    planned = (run.get("config_values") or {}).get("folds")
+    scored = run.get("folds")
+    return not (isinstance(planned, int) and isinstance(scored, int) and scored < planned)
+
+
+def best_run(competition: str) -> tuple[Path, dict, int]:
+    """(folder, run.json, how many candidates) of the competition's finished run with the best CV
+    (direction-aware; blends included) among those with test_predictions.csv and every fold
+    trained; ties go to the newest. UserError when there is none."""
+    candidates, partial = [], 0
+    for run_json in sorted(paths.runs_dir(competition).glob("*/run.json")):
+        run_dir = run_json.parent
+        if not (run_dir / "test_predictions.csv").is_file():
+            continue
+        try:
+            run = json.loads(run_json.read_text())
+            cv = float(run["cv"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if not np.isfinite(cv):
+            continue
+        if not _complete(run):
+            partial += 1
+            continue
+        candidates.append((run_dir, run, cv))
+    if not candidates:
+        more = f" ({partial} trained on only some folds)" if partial else ""
+        raise UserError(f"--run {BEST}: no finished run of {competition} in {paths.runs_dir(competition)} has "
+                        f"test predictions (test_predictions.csv){more}; train one first")
+    def key(item):
+        run_dir, run, cv = item
+        return (-cv if run.get("greater_is_better") else cv, _reverse(str(run.get("date", ""))), run_dir.name)
+    run_dir, run, _ = min(candidates, key=key)
+    return run_dir, run, len(candidates)
+
+
+def _reverse(text: str) -> tuple:
+    """A sort key that orders strings newest (largest) first."""
+    return tuple(-ord(c) for c in text)
+
+
+def resolve_run(competition: str, run: str, quiet: bool = False) -> str:
+    """A --run value as the verbs take it: "best" is the run best_run picks (its name, printed with
+    its CV), unless a run is literally named "best" (that one wins); any other value is returned as
+    it is (paths.find_run reads it). One place for predict, report, submit and compare."""
+    if run != BEST:
+        return run
+    try:
+        paths.find_run(competition, run)
+    except UserError:
+        pass
+    else:
+        if not quiet:
+            print(f"--run {BEST}: a run is named {BEST!r}; using it (rename it to pick the best CV instead)")
+        return run
+    run_dir, record, count = best_run(competition)
+    if not quiet:
+        direction = "higher" if record.get("greater_is_better") else "lower"
+        print(f"--run {BEST}: {run_dir.name} (CV {record.get('metric', '')} {float(record['cv']):.5f}, "
+              f"config {record.get('config', '?')}; the best of {count} finished run(s) with test "
+              f"predictions, {direction} is better)")
+    return run_dir.name

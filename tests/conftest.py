@@ -82,3 +82,13 @@ def dogs_data(tmp_path_factory):
 def real_dogs_data():
     """The real Dogs vs. Cats photos (train/, test1/, originals/)."""
     return require_real(REAL_DOGS / "train", "Dogs vs. Cats photos").parent
+
+
+@pytest.fixture
+def own_registry(monkeypatch):
+    """Spec competitions registered by the test do not outlive it."""
+    from pipelines import competition, specs
+
+    competition.names()  # the built-ins (and the spec loader) first
+    monkeypatch.setattr(competition, "_REGISTRY", dict(competition._REGISTRY))
+    monkeypatch.setattr(specs, "_FROM_SPECS", set(specs._FROM_SPECS))

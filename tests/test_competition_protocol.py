@@ -219,7 +219,7 @@ def test_verbs_exist(comp):
 
 # --------------------------------------------------------------------------- the shared stages
 
-SHARED = ["cli", "kfold", "blend", "report", "kaggle", "leaderboard", "runs", "competition"]
+SHARED = ["cli", "kfold", "blend", "report", "kaggle", "leaderboard", "runs", "competition", "compare"]
 BUILTIN_NAMES = re.compile(r"house|dogs|\bcats?\b|\bames\b", re.IGNORECASE)
 
 

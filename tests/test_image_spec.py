@@ -407,16 +407,6 @@ def test_digits_cnn_learns(home, tmp_path):
 
 # --------------------------------------------------------------------------- the protocol and the command line
 
-@pytest.fixture
-def own_registry(monkeypatch):
-    """Spec competitions registered by a test do not outlive it."""
-    from pipelines import competition, specs as spec_files
-
-    competition.names()  # the built-ins (and the spec loader) first
-    monkeypatch.setattr(competition, "_REGISTRY", dict(competition._REGISTRY))
-    monkeypatch.setattr(spec_files, "_FROM_SPECS", set(spec_files._FROM_SPECS))
-
-
 def _binary_spec(tmp_path, name="two"):
     values = {**yaml.safe_load((SPECS / "cifar-10.yaml").read_text()), "name": name, "task": "binary",
               "metric": "logloss", "submission": "probability", "kaggle": None}

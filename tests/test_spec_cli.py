@@ -16,12 +16,7 @@ from pipelines.tabular.competition import from_spec
 from tabular_data import layout
 
 
-@pytest.fixture(autouse=True)
-def own_registry(monkeypatch):
-    """Spec competitions registered here do not outlive the test."""
-    competition.names()  # the built-ins (and the spec loader) first
-    monkeypatch.setattr(competition, "_REGISTRY", dict(competition._REGISTRY))
-    monkeypatch.setattr(specs, "_FROM_SPECS", set(specs._FROM_SPECS))
+pytestmark = pytest.mark.usefixtures("own_registry")   # spec competitions do not outlive a test
 
 
 @pytest.fixture(scope="module")
