@@ -85,9 +85,11 @@ blend: setup  ## blend runs of COMP that share folds: RUNS="a b c" METHOD=mean|w
 	@test -n "$(RUNS)" || { echo "error: RUNS=\"run1 run2 ...\" is required (see make leaderboard)"; exit 2; }
 	$(PY) -m pipelines blend $(COMP) $(RUNS) --method $(METHOD) $(ARGS)
 
-blend-house: setup  ## House Prices' best recipe: train runs lasso and gbm (resumed if there), blend them (METHOD)
-	for c in lasso gbm; do $(PY) -m pipelines train house-prices --config $$c --name $$c $(_data) --device $(DEVICE) $(ARGS) || exit $$?; done
-	$(PY) -m pipelines blend house-prices lasso gbm --method $(METHOD) --name blend-$(METHOD) --restart
+HOUSE_BLEND  = lasso gbm catboost tabm
+_house_method = $(if $(filter command line environment,$(origin METHOD)),$(METHOD),mean)
+blend-house: setup  ## House Prices' best recipe: train lasso, gbm, catboost and tabm (resumed if there), their mean (METHOD=mean)
+	for c in $(HOUSE_BLEND); do $(PY) -m pipelines train house-prices --config $$c --name $$c $(_data) --device $(DEVICE) $(ARGS) || exit $$?; done
+	$(PY) -m pipelines blend house-prices $(HOUSE_BLEND) --method $(_house_method) --name blend-$(_house_method) --restart
 
 .PHONY: compare
 compare: setup  ## runs of COMP side by side: RUNS="a b" (best: the best CV); config differences, CV, folds paired, a plot

@@ -76,7 +76,7 @@ HOUSE_PRICES = register(Competition(
     submission=SUBMISSION,
     blend=LogPrice(),
     verbs=lazy_verbs(f"{__package__}.cli", "prepare", "train", "predict", "submit", "demo"),
-    default_config="mlp",
+    default_config="tabm",
     test_input="test CSV",
     report_sections=Lazy(f"{__package__}.report:sections"),
 ))

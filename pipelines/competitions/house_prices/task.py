@@ -22,7 +22,7 @@ from .features import Preprocessor, parse_interactions
 
 NAME = "house-prices"
 METRIC = "rmse_log"
-DEFAULT_CONFIG = "mlp"
+DEFAULT_CONFIG = "tabm"
 SUBMISSION_COLUMNS = [ID, TARGET]
 # The networks here (a few hundred inputs, one hidden layer) train as fast on one CPU thread as on
 # two (benchmarks/house_prices.py), and one thread everywhere makes every fold's numbers the same
