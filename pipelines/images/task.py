@@ -61,7 +61,8 @@ class ImageConfig:
     name: str = configs.option("custom")
     recipe: str = configs.option("train", choices=["train", "features"])
     arch: str = configs.option("cnn-small", help="cnn-small, lenet, lenet-modern or any timm model name")
-    pretrained: bool | str = configs.option(False, help="false, true, efficientnet-lite0-package or a path")
+    pretrained: bool | str = configs.option(False, help="false, true, efficientnet-lite0-package (lite1, lite2 "
+                                                        "likewise) or a path")
     image_size: int = configs.option(32, min=8, max=1024, help="images are squashed to this side when cached")
     folds: int = configs.option(5, min=2, max=20)
     seed: int = configs.option(42)

