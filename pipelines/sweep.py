@@ -235,24 +235,31 @@ def sweep_dir(comp: str, name: str) -> Path:
 
 
 def _storage(url: str | None, folder: Path):
+    """Optuna's RDB storage with heartbeats (a stale trial is failed and queued again). Processes
+    that start together would race to create the tables: they take turns on a lock file in the
+    sweep's folder, and a remote database is tried three times."""
     import warnings
 
     import optuna
 
-    # heartbeats and the retry callback are "experimental" in Optuna 4 (stable in use since 2.8)
+    # heartbeats and the retry callback are "experimental" in Optuna 4 (in use since 2.8)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-
+    folder.mkdir(parents=True, exist_ok=True)
     if url is None:
-        folder.mkdir(parents=True, exist_ok=True)
         url = f"sqlite:///{folder / STUDY_FILE}"
     kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
-    try:
-        return optuna.storages.RDBStorage(
-            url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_S, grace_period=STALE_AFTER,
-            failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=3))
-    except Exception as exc:  # SQLAlchemy's errors for a bad URL or an unreachable database
-        raise UserError(f"sweep --storage {url!r}: cannot open it ({type(exc).__name__}: "
-                        f"{str(exc).splitlines()[0] if str(exc) else 'no detail'})") from None
+    with open(folder / "storage.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for attempt in range(3):
+            try:
+                return optuna.storages.RDBStorage(
+                    url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_S, grace_period=STALE_AFTER,
+                    heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3))
+            except Exception as exc:  # SQLAlchemy's errors: a bad URL, an unreachable database, a race
+                if attempt == 2:
+                    detail = str(exc).splitlines()[0] if str(exc) else "no detail"
+                    raise UserError(f"sweep --storage {url!r}: cannot open it ({type(exc).__name__}: {detail})") from None
+                time.sleep(1.0 + attempt)
 
 
 def _study(name: str, storage, direction: str, settings: Settings, seed: int | None):
