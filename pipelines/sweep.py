@@ -292,7 +292,7 @@ def _finished(study) -> tuple[int, int, int]:
     return counts[TrialState.COMPLETE], counts[TrialState.PRUNED], counts[TrialState.FAIL]
 
 
-def _retry_orphans(study, folder: Path) -> int:
+def _retry_orphans(study) -> int:
     """Trials left running by a process that is gone (this machine's, default storage): fail them
     and queue their values again, so their runs resume now rather than after STALE_AFTER."""
     from optuna.trial import TrialState
@@ -332,7 +332,7 @@ class _Workers:
 
 
 def _objective(comp: competition.Competition, settings: Settings, dims: list[Dimension], sweep: str,
-               device: str, first_error: list):
+               device: str):
     import optuna
 
     def objective(trial):
@@ -363,8 +363,6 @@ def _objective(comp: competition.Competition, settings: Settings, dims: list[Dim
             raise
         trial.set_user_attr("seconds", round(time.perf_counter() - started, 1))
         if run is None:
-            if not first_error:
-                first_error.append(trial.number)
             print(f"trial {trial.number:>3}: failed (the error is above)   {shown}   (run {name})", flush=True)
             raise _TrialFailed(f"trial {trial.number}: training run {name} failed (the error is above)")
         trial.set_user_attr("folds", [float(s) for s in run.get("fold_scores", [])])
@@ -390,19 +388,18 @@ def optimize(comp: competition.Competition, settings: Settings, dims: list[Dimen
     workers = _Workers(folder)
     try:
         if workers.alone() and storage_url is None:
-            retried = _retry_orphans(study, folder)
+            retried = _retry_orphans(study)
             if retried:
                 print(f"sweep {sweep}: {retried} trial(s) left running by a stopped process are tried again "
                       f"(their runs resume)", flush=True)
         workers.share()
-        first_error: list = []
-        objective = _objective(comp, settings, dims, sweep, device, first_error)
+        objective = _objective(comp, settings, dims, sweep, device)
 
         def stop_when_done(study, trial) -> None:
             complete, pruned, failed = _finished(study)
             if complete + pruned >= trials or failed >= max(trials, 3):
                 study.stop()
-            elif trial.state.name == "FAIL" and first_error and complete == 0 and pruned == 0:
+            elif trial.state.name == "FAIL" and complete == 0 and pruned == 0:
                 study.stop()   # the first trials fail: a setting is wrong, not the luck of a trial
 
         complete, pruned, _ = _finished(study)
@@ -437,6 +434,12 @@ def _trials_table(study, metric: str) -> list[str]:
     return lines
 
 
+def trial_values(trial, dims: list[Dimension]) -> dict:
+    """A finished trial's values as `--set` takes them (categorical ones are stored as JSON)."""
+    return {d.key: (json.loads(trial.params[d.key]) if d.kind == "categorical" else trial.params[d.key])
+            for d in dims}
+
+
 def pick(comp: competition.Competition, study, settings: Settings, dims: list[Dimension], sweep: str,
          seeds: tuple[int, ...], device: str) -> dict:
     """Re-run the best trial on other fold seeds; write and return sweep.json."""
@@ -446,14 +449,12 @@ def pick(comp: competition.Competition, study, settings: Settings, dims: list[Di
     done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
     ranked = sorted(done, key=lambda t: -t.value if greater else t.value)
     best, runner = ranked[0], (ranked[1] if len(ranked) > 1 else None)
-    values = {d.key: (json.loads(best.params[d.key]) if d.kind == "categorical" else best.params[d.key])
-              for d in dims}
+    values = trial_values(best, dims)
     winner = best.user_attrs["run"]
     folder = sweep_dir(comp.name, sweep)
 
     def rerun(trial) -> tuple[list[float], list[str]]:
-        chosen = {d.key: (json.loads(trial.params[d.key]) if d.kind == "categorical" else trial.params[d.key])
-                  for d in dims}
+        chosen = trial_values(trial, dims)
         cvs, names = [], []
         for seed in seeds:
             name = f"{trial.user_attrs['run']}-seed{seed}"
