@@ -323,6 +323,31 @@ def test_flip_tta_and_memmap(feature_model, small_photos, tmp_path):
     assert float(np.abs(both[:, 0] - both[:, 1]).max()) > 1e-2  # a flip changes the features
 
 
+@needs_package
+def test_int8_copy_is_deterministic_cached_and_close_to_fp32(feature_model, small_photos, tmp_path):
+    fp32 = P.extract_features(feature_model, small_photos, batch_size=4, engine="onnx", cache_dir=tmp_path)
+    path = P.quantize_onnx(feature_model, 224, tmp_path, small_photos)
+    again = P.quantize_onnx(feature_model, 224, tmp_path / "other", small_photos)
+    assert path.name == again.name and P.file_fingerprint(path) == P.file_fingerprint(again)  # deterministic
+    assert P.quantize_onnx(feature_model, 224, tmp_path, small_photos[:3]) != path  # other calibration, other file
+    exported = P.export_onnx(feature_model, 224, tmp_path)
+    assert path.stat().st_size < exported.stat().st_size / 2  # INT8 weights
+    import onnx
+    ops = {node.op_type for node in onnx.load(str(path)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    info: dict = {}
+    int8 = P.extract_features(feature_model, small_photos, batch_size=4, onnx_path=path, info=info)
+    assert int8.shape == fp32.shape and info["engine"] == "onnx-file"
+    cos = (int8 * fp32).sum(1) / np.linalg.norm(int8, axis=1) / np.linalg.norm(fp32, axis=1)
+    assert cos.min() > 0.8 and info["cosine_to_fp32"] > 0.8
+    assert float(np.abs(int8 - fp32).max()) > 1e-3  # really another network
+    rows = P.calibration_rows(1000)
+    assert len(rows) == P.QUANT_CALIBRATION_IMAGES and rows[0] == 0 and rows[-1] == 999
+    assert list(P.calibration_rows(3)) == [0, 1, 2]
+    with pytest.raises(UserError, match="calibration"):
+        P.quantize_onnx(feature_model, 224, tmp_path, small_photos[:0])
+
+
 def test_extract_features_bad_input():
     model = P.create_backbone(ARCH, False, num_classes=0)
     with pytest.raises(UserError, match="uint8"):

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from ... import atomic
+from ...errors import UserError
 from ...training import quiet
 from . import pretrained as P
 
@@ -61,29 +62,37 @@ def _write(folder: Path, shape: tuple, dtype, fill, meta: dict) -> np.ndarray:
 
 
 def backbone_features(backbone: nn.Module, arch: str, images: np.ndarray, size: int, block: int, flip: bool,
-                      source_fingerprint: str, root: Path | None, what: str = "images"
-                      ) -> tuple[np.ndarray, Path | None]:
+                      source_fingerprint: str, root: Path | None, what: str = "images",
+                      onnx_path: Path | None = None) -> tuple[np.ndarray, Path | None]:
     """(stage array, its folder) for these images: loaded if cached under root, else computed.
 
-    root=None computes in memory (prediction on a new folder)."""
+    root=None computes in memory (prediction on a new folder). onnx_path: the pooled features
+    from this ONNX file (an INT8 copy of the backbone), keyed by the file's fingerprint."""
     sha = P.state_fingerprint(backbone)
+    derived = ""
+    if onnx_path is not None:
+        if block >= 0:
+            raise UserError("block: an ONNX file gives pooled features only (block -1)")
+        derived = f"-onnx{P.file_fingerprint(onnx_path)[:10]}"
     n = len(images)
     probe_shape = _output_shape(backbone, size, block)
     shape = (n, 2 if flip else 1, *probe_shape)
     dtype = np.float32 if block < 0 else np.float16
     meta = {"arch": arch, "backbone_sha": sha, "size": size, "block": block, "flip": flip,
-            "source_fingerprint": source_fingerprint, "images": n}
+            "source_fingerprint": source_fingerprint, "images": n,
+            **({"onnx_file": onnx_path.name, "onnx_sha": derived[5:]} if onnx_path is not None else {})}
     progress = not quiet()
 
     def fill(out: np.ndarray) -> None:
         if progress:
             print(f"features: {what}: {n} images at {size}px, {'block ' + str(block) if block >= 0 else 'pooled'}"
-                  f"{' + flip' if flip else ''}", flush=True)
+                  f"{' + flip' if flip else ''}{' (' + onnx_path.name + ')' if onnx_path is not None else ''}",
+                  flush=True)
         target = out if flip else out[:, 0]
         kw = dict(batch_size=32, tta_flip=flip, input_size=size, progress=progress, out=target,
                   cache_dir=(root / "onnx") if root is not None else None)
         if block < 0:
-            P.extract_features(backbone, images, **kw)
+            P.extract_features(backbone, images, onnx_path=onnx_path, **kw)
         else:
             P.extract_intermediate(backbone, images, block, dtype=np.float16, **kw)
 
@@ -91,7 +100,7 @@ def backbone_features(backbone: nn.Module, arch: str, images: np.ndarray, size: 
         out = np.empty(shape, dtype=dtype)
         fill(out)
         return out, None
-    folder = root / stage_key(arch, sha, size, block, flip, source_fingerprint)
+    folder = root / stage_key(arch, sha, size, block, flip, source_fingerprint, derived)
     cached = _load(folder)
     if cached is not None and tuple(cached.shape) == shape:
         return cached, folder

@@ -90,6 +90,17 @@ class DogsConfig:
                                help="mlp+logreg: both heads per fold, their dog logits averaged")
     C: float = configs.option(1.0, min=0.0)
     hidden: int = configs.option(512, min=1)
+    # the training images' flipped view too: the MLP head trains on a random view, and the
+    # out-of-fold rows are scored on both views, as the test is with tta_flip; false halves the
+    # training images' feature stage (the out-of-fold rows are then scored on the image alone)
+    train_flip: bool = configs.option(True)
+    quantize: str = configs.option("none", choices=["none", "int8"],
+                                   help="int8: the backbone's ONNX export statically quantised (pooled features)")
+    also: list[str] = configs.option([], help="more frozen backbones, their pooled features concatenated after "
+                                              "arch's: a weights package (efficientnet-lite1-package) or ARCH=WEIGHTS")
+    # with also: logits, a head per backbone (each on its own features), their dog logits averaged
+    # with equal weights; concat, one head on the concatenated features
+    join: str = configs.option("logits", choices=["logits", "concat"])
     # prediction
     tta_flip: bool = configs.option(True)
     clip: float = configs.option(0.005, min=0.0, max=0.49)
@@ -105,8 +116,9 @@ COMMON_KEYS = {"name", "arch", "pretrained", "recipe", "image_size", "folds", "s
 LOOP_KEYS = {"epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "schedule", "warmup_epochs",
              "patience", "keep", "ema", "label_smoothing", "grad_clip", "drop_rate"}
 TRAIN_KEYS = LOOP_KEYS | {"width", "hflip", "crop_scale", "color_jitter", "augment"}
-HEAD_KEYS = {"logreg": {"block", "head", "C"}, "mlp": LOOP_KEYS | {"block", "head", "hidden"},
-             "mlp+logreg": LOOP_KEYS | {"block", "head", "hidden", "C"}, "tail": LOOP_KEYS | {"block", "head"}}
+STAGE_KEYS = {"block", "head", "train_flip", "quantize", "also", "join"}
+HEAD_KEYS = {"logreg": STAGE_KEYS | {"C"}, "mlp": LOOP_KEYS | STAGE_KEYS | {"hidden"},
+             "mlp+logreg": LOOP_KEYS | STAGE_KEYS | {"hidden", "C"}, "tail": LOOP_KEYS | STAGE_KEYS}
 
 
 def family_keys(values: dict) -> tuple[str, set[str]]:
@@ -130,6 +142,19 @@ def check_config(cfg: DogsConfig, where: str) -> None:
             raise UserError(f"{where}: recipe features needs pretrained weights (pretrained: ...)")
         if cfg.head == "tail" and cfg.block < 0:
             raise UserError(f"{where}: head tail needs block >= 0 (the blocks after it are fine-tuned)")
+        if cfg.quantize != "none" and cfg.block >= 0:
+            raise UserError(f"{where}: quantize {cfg.quantize} quantises the pooled features' network; "
+                            f"it needs block: -1, got block: {cfg.block}")
+        if cfg.also:
+            if cfg.block >= 0:
+                raise UserError(f"{where}: also concatenates pooled features; it needs block: -1, got {cfg.block}")
+            if cfg.quantize != "none":
+                raise UserError(f"{where}: also and quantize {cfg.quantize} do not go together (one INT8 network "
+                                f"per run); quantize: none")
+            for item in cfg.also:
+                arch, _ = also_backbone(item, where)
+                if not models.known(arch):
+                    models.build(arch, cfg.image_size)  # raises the UserError with a suggestion
     if cfg.arch in models.REGISTRY and cfg.pretrained not in (False, None):
         raise UserError(f"{where}: pretrained: {cfg.arch} has no pretrained weights")
     if cfg.augment is not None:
@@ -365,6 +390,26 @@ def make_backbone(cfg: DogsConfig) -> nn.Module:
     return P.create_backbone(cfg.arch, pretrained=cfg.pretrained, num_classes=0)
 
 
+def also_backbone(item: str, where: str) -> tuple[str, str]:
+    """(architecture, weights) of one `also` entry: a weights package's name, or ARCH=WEIGHTS."""
+    if "=" in item:
+        arch, weights = (part.strip() for part in item.split("=", 1))
+        if arch and weights:
+            return arch, weights
+    elif item in P.PACKAGES:
+        return P.PACKAGES[item][0], item
+    raise UserError(f"{where}: also entry {item!r} is neither a weights package ({', '.join(P.PACKAGES)}) "
+                    f"nor ARCH=WEIGHTS")
+
+
+def make_backbones(cfg: DogsConfig) -> list[tuple[str, nn.Module]]:
+    """(architecture, frozen backbone) of arch and of each `also` entry, in the order their
+    features are concatenated."""
+    extra = [also_backbone(item, "also") for item in cfg.also]
+    return [(cfg.arch, make_backbone(cfg))] + [(arch, P.create_backbone(arch, pretrained=weights, num_classes=0))
+                                              for arch, weights in extra]
+
+
 def trainable_state(head: nn.Module, cfg: DogsConfig) -> dict:
     """What a fold checkpoint stores for a head: for tail, only the blocks after `block`, the
     head convolution and the classifier (the frozen part is rebuilt from the pretrained weights)."""
@@ -392,7 +437,29 @@ class PairHead(nn.Module):
         return (self.mlp(x) + self.logreg(x)) / 2
 
 
-def build_head(cfg: DogsConfig, dim: int, backbone: nn.Module | None) -> nn.Module:
+class JoinedHead(nn.Module):
+    """One head per backbone, each reading its own slice of the concatenated features; the mean of
+    their logits (for two classes, sigmoid of the mean of their dog logits: an equal-weight blend in
+    logit space, nothing fitted on a fold's validation rows)."""
+
+    def __init__(self, heads: list[nn.Module], dims: list[int]):
+        super().__init__()
+        self.heads = nn.ModuleList(heads)
+        self.bounds = np.cumsum([0, *dims]).tolist()
+
+    def forward(self, x):
+        parts = [head(x[:, a:b]) for head, a, b in zip(self.heads, self.bounds[:-1], self.bounds[1:])]
+        return torch.stack(parts).mean(0)
+
+
+def joined(cfg: DogsConfig) -> bool:
+    return bool(cfg.also) and cfg.join == "logits"
+
+
+def build_head(cfg: DogsConfig, dim: int, backbone: nn.Module | None, dims: list[int] | None = None) -> nn.Module:
+    if joined(cfg):
+        one = dataclasses.replace(cfg, also=[])
+        return JoinedHead([build_head(one, d, backbone) for d in dims], dims)
     if cfg.head == "logreg":
         return LinearHead(dim)
     if cfg.head == "mlp":
@@ -435,9 +502,18 @@ def _fit_logreg(x: np.ndarray, y: np.ndarray, C: float, seed: int) -> LinearHead
 
 
 def _fit_head(cfg: DogsConfig, feats: np.ndarray, labels: np.ndarray, train_index, valid_index,
-              backbone: nn.Module | None, seed: int, device, desc: str, state: Resume | None = None):
+              backbone: nn.Module | None, seed: int, device, desc: str, state: Resume | None = None,
+              dims: list[int] | None = None):
     seed_everything(seed)
     views = feats.shape[1]
+    if joined(cfg) and dims is not None and len(dims) > 1:  # a head per backbone, as their own runs fit them
+        one, heads, bounds = dataclasses.replace(cfg, also=[]), [], np.cumsum([0, *dims])
+        for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
+            part = np.ascontiguousarray(feats[..., a:b])
+            head, result = _fit_head(one, part, labels, train_index, valid_index, backbone, seed, device,
+                                     f"{desc} backbone {i + 1}/{len(dims)}", None)
+            heads.append(head)
+        return JoinedHead(heads, list(dims)), result
     if cfg.head == "logreg":
         x = np.asarray(feats[train_index], dtype=np.float32).reshape(len(train_index) * views, -1)
         y = np.repeat(labels[train_index], views)
@@ -483,16 +559,49 @@ def _fit_head(cfg: DogsConfig, feats: np.ndarray, labels: np.ndarray, train_inde
     return head, result
 
 
+QUANTIZED = "backbone.int8.onnx"  # a run's INT8 network, beside its folds: predict needs the very same file
+
+
 def feature_stage(cfg: DogsConfig, backbone: nn.Module, images: np.ndarray, fingerprint: str | None,
-                  what: str) -> np.ndarray:
+                  what: str, flip: bool | None = None, onnx_path: Path | None = None,
+                  arch: str | None = None) -> np.ndarray:
     """What the head reads for these images: pooled features, or block activations (tail head),
-    or pooled features derived from block activations (logreg/mlp with block >= 0)."""
+    or pooled features derived from block activations (logreg/mlp with block >= 0).
+    flip: the flipped view too (default tta_flip); onnx_path: the network to run (quantize int8);
+    arch: the backbone's architecture (default cfg.arch; an `also` backbone's otherwise)."""
     root = paths.data_dir(NAME) / "features" if fingerprint else None
-    feats, folder = features.backbone_features(backbone, cfg.arch, images, cfg.image_size, cfg.block,
-                                               cfg.tta_flip, fingerprint or "", root, what)
+    feats, folder = features.backbone_features(backbone, arch or cfg.arch, images, cfg.image_size, cfg.block,
+                                               cfg.tta_flip if flip is None else flip, fingerprint or "", root,
+                                               what, onnx_path=onnx_path)
     if cfg.block >= 0 and cfg.head != "tail":
         feats = features.pooled_from_block(backbone, feats, cfg.block, folder=folder)
     return feats
+
+
+def all_features(cfg: DogsConfig, backbones: list[tuple[str, nn.Module]], images: np.ndarray,
+                 fingerprint: str | None, what: str, flip: bool | None = None,
+                 onnx_path: Path | None = None) -> np.ndarray:
+    """feature_stage of each backbone (each its own cached stage), concatenated along the features
+    (the dims of each backbone's part are feature_dims(...))."""
+    parts = [feature_stage(cfg, backbone, images, fingerprint, f"{what} ({arch})" if len(backbones) > 1 else what,
+                           flip, onnx_path, arch) for arch, backbone in backbones]
+    return parts[0] if len(parts) == 1 else np.concatenate([np.asarray(part) for part in parts], axis=-1)
+
+
+def feature_dims(backbones: list[tuple[str, nn.Module]]) -> list[int]:
+    return [int(backbone.num_features) for _, backbone in backbones]
+
+
+def quantized_network(cfg: DogsConfig, backbone: nn.Module, train_images: np.ndarray, run_dir: Path) -> Path:
+    """The INT8 network (quantize int8), calibrated on evenly spaced training images, cached with the
+    features and copied into the run (predict on a new folder reads it there)."""
+    rows = P.calibration_rows(len(train_images))
+    cached = P.quantize_onnx(backbone, cfg.image_size, paths.data_dir(NAME) / "features" / "onnx",
+                             np.asarray(train_images[rows]))
+    target = run_dir / QUANTIZED
+    if not target.is_file() or P.file_fingerprint(target) != P.file_fingerprint(cached):
+        atomic.write_bytes(target, cached.read_bytes())
+    return target
 
 
 # --------------------------------------------------------------------------- k-fold
@@ -515,6 +624,7 @@ def train(cfg: DogsConfig, source: Path, run_name: str | None, device_spec: str 
         device = resolve(device_spec)
     with distributed.main_first():  # one process per node builds the caches, the others reuse them
         train_cache, test_cache = prepare_caches(source, cfg.image_size, workers)
+    stages = {"prepare_s": round(time.perf_counter() - started, 1)}  # seconds per stage of this call (run.json)
     for line in (data.summary(train_cache), data.summary(test_cache) if test_cache else "no test images"):
         print(line)
     data_print = {"train_fingerprint": train_cache.manifest["fingerprint"],
@@ -537,11 +647,26 @@ def train(cfg: DogsConfig, source: Path, run_name: str | None, device_spec: str 
             device_test_images = device_cache.to_device(test_images, device) if test_images is not None else None
     else:
         t0 = time.perf_counter()
-        backbone = make_backbone(cfg)
+        backbones = make_backbones(cfg)
+        backbone = backbones[0][1]
         norm = models.normalization(backbone, cfg.arch)
-        train_feats = feature_stage(cfg, backbone, train_cache.images, train_cache.manifest["fingerprint"], "train")
-        test_feats = (feature_stage(cfg, backbone, test_cache.images, test_cache.manifest["fingerprint"], "test")
+        onnx_path, extra_meta = None, {}
+        if cfg.also:
+            extra_meta["also_sha"] = [P.state_fingerprint(b) for _, b in backbones[1:]]
+            extra_meta["feature_dims"] = feature_dims(backbones)
+        if cfg.quantize == "int8":
+            onnx_path = quantized_network(cfg, backbone, train_cache.images, run_dir)
+            extra_meta["onnx_sha"] = P.file_fingerprint(onnx_path)
+            stages["quantize_s"] = round(time.perf_counter() - t0, 1)
+        t1 = time.perf_counter()
+        train_feats = all_features(cfg, backbones, train_cache.images, train_cache.manifest["fingerprint"], "train",
+                                   flip=cfg.tta_flip and cfg.train_flip, onnx_path=onnx_path)
+        stages["features_train_s"] = round(time.perf_counter() - t1, 1)
+        t1 = time.perf_counter()
+        test_feats = (all_features(cfg, backbones, test_cache.images, test_cache.manifest["fingerprint"], "test",
+                                   onnx_path=onnx_path)
                       if test_cache is not None else None)
+        stages["features_test_s"] = round(time.perf_counter() - t1, 1)
         stage_seconds = time.perf_counter() - t0
         backbone_sha = P.state_fingerprint(backbone)
 
@@ -562,12 +687,13 @@ def train(cfg: DogsConfig, source: Path, run_name: str | None, device_spec: str 
             state, extra = model.state_dict(), {}
         else:
             model, result = _fit_head(cfg, train_feats, labels, train_index, valid_index, backbone, seed, device,
-                                      fold_label(fold, cfg.folds), state)
+                                      fold_label(fold, cfg.folds), None if joined(cfg) else state,
+                                      feature_dims(backbones))
             norm_ = norm
             valid = head_probabilities(model, train_feats[valid_index])
             test = head_probabilities(model, test_feats) if test_feats is not None else None
             state = trainable_state(model, cfg)
-            extra = {"backbone_sha": backbone_sha, "feature_dim": int(train_feats.shape[-1])}
+            extra = {"backbone_sha": backbone_sha, "feature_dim": int(train_feats.shape[-1]), **extra_meta}
         history = result.history if result is not None else []
         best_epoch = result.best_epoch if result is not None else 0
         if distributed.is_main():
@@ -576,8 +702,10 @@ def train(cfg: DogsConfig, source: Path, run_name: str | None, device_spec: str 
         return kfold.FoldOutput(valid, test, {"best_epoch": best_epoch,
                                               "seconds": round(time.perf_counter() - fold_started, 1)})
 
+    t_folds = time.perf_counter()
     result = kfold.run(fold_of_row, fit_fold, lambda index, prob: scores(labels[index], prob, cfg.clip),
                        METRIC, only_folds, store=run_dir)
+    stages["folds_s"] = round(time.perf_counter() - t_folds, 1)
     if not result.assembled:  # a rank > 0, or other processes still train folds of this run
         if result.pending:
             print(kfold.pending_message(run_dir, result))
@@ -602,7 +730,8 @@ def train(cfg: DogsConfig, source: Path, run_name: str | None, device_spec: str 
                       data={"train": str(source), **data_print,
                             "test_images": int(len(test_cache.ids)) if test_cache else 0},
                       extra={"accuracy": result.cv["accuracy"], "roc_auc": result.cv["roc_auc"],
-                             "feature_stage_s": round(stage_seconds, 1), "resumed_folds": result.resumed_folds},
+                             "feature_stage_s": round(stage_seconds, 1), "stages": stages,
+                             "resumed_folds": result.resumed_folds},
                       register=run.recorded_folds != folds_done)
     resume.mark_recorded(run, folds_done)
     resume.release(run_dir)
@@ -657,13 +786,25 @@ def predict_folder(run_dir: Path, test_dir: Path, device_spec: str = "auto") -> 
             total += predict_images(model, images, meta["normalization"], device, cfg.eval_batch_size, cfg.tta_flip,
                                     f"predict {fold_label(meta['fold'], cfg.folds)}")
     else:
-        backbone = make_backbone(cfg)
-        if P.state_fingerprint(backbone) != meta0["backbone_sha"]:
-            raise UserError(f"{run_dir}: the pretrained weights {cfg.pretrained!r} here differ from the ones "
-                            f"the run was trained with (fingerprint {meta0['backbone_sha']})")
-        feats = feature_stage(cfg, backbone, images, None, "test")
+        backbones = make_backbones(cfg)
+        backbone = backbones[0][1]
+        trained = [meta0["backbone_sha"], *meta0.get("also_sha", [])]
+        for (arch, net), sha, weights in zip(backbones, trained, [cfg.pretrained, *cfg.also]):
+            if P.state_fingerprint(net) != sha:
+                raise UserError(f"{run_dir}: the pretrained weights {weights!r} here differ from the ones "
+                                f"the run was trained with (fingerprint {sha})")
+        onnx_path = None
+        if cfg.quantize == "int8":
+            onnx_path = run_dir / QUANTIZED
+            if not onnx_path.is_file():
+                raise UserError(f"{onnx_path}: missing; a run with quantize int8 predicts with the network it "
+                                f"was trained with")
+            if P.file_fingerprint(onnx_path) != meta0.get("onnx_sha"):
+                raise UserError(f"{onnx_path}: differs from the INT8 network the run was trained with "
+                                f"(fingerprint {meta0.get('onnx_sha')})")
+        feats = all_features(cfg, backbones, images, None, "test", onnx_path=onnx_path)
         for state, meta in loaded:
-            head = build_head(cfg, int(meta["feature_dim"]), backbone)
+            head = build_head(cfg, int(meta["feature_dim"]), backbone, meta.get("feature_dims"))
             _load_into(head, state, f"{run_dir}/fold{meta['fold']}", strict=cfg.head != "tail")
             total += head_probabilities(head, feats)
     return submission_frame(ids, total / len(loaded), cfg.clip)
