@@ -24,7 +24,7 @@ import traceback
 from pathlib import Path
 from typing import Callable
 
-from . import datapath, flops, house_prices, memory, prepare, time_to_accuracy
+from . import datapath, flops, house_prices, memory, prepare, recipes, time_to_accuracy
 from .common import OUT, loadavg
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
@@ -37,6 +37,8 @@ BENCHMARKS: dict[str, Callable[[bool], str]] = {
     "house_prices": house_prices.run,
     "time_to_accuracy": time_to_accuracy.run,
     "memory": memory.run,
+    "recipes": recipes.run,
+    "recipe_strongest": recipes.run_strongest,
 }
 
 

@@ -88,3 +88,21 @@ def test_running_some_benchmarks_keeps_the_other_sections(tmp_path, monkeypatch)
     assert "old prepare" in text and "new figures" in text and "old house" not in text
     assert text.index("bench:prepare") < text.index("bench:house_prices")   # BENCHMARKS order
     assert bench.main(["nope", "--out", str(out)]) == 2
+
+
+def test_quick_recipes_time_every_stage_from_raw_jpegs(dogs_for_benchmarks, tmp_path, monkeypatch):
+    """The recipes benchmark trains the default and the fast config from raw JPEGs (fresh homes) and
+    checks the default run on the full-size originals."""
+    out = tmp_path / "RESULTS.md"
+    assert bench.main(["recipes", "--quick", "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "failed" not in text
+    from benchmarks import recipes
+    table = {r[0]: r for r in rows(text, f"`{recipes.DEFAULT}`") + rows(text, f"`{recipes.FAST}`")}
+    assert set(table) == {f"`{recipes.DEFAULT}`", f"`{recipes.FAST}`"}
+    for row in table.values():
+        assert 0 < float(row[1]) < 0.7                      # CV log loss of a real run
+        seconds = [float(c.replace(",", "").strip("*")) for c in row[3:9] if c != "-"]
+        assert len(seconds) >= 5 and all(x >= 0 for x in seconds)
+    originals, copies = rows(text, "full-size originals"), rows(text, "their 200 px copies")
+    assert len(originals) == len(copies) == 1 and originals[0][1].endswith("%")

@@ -241,6 +241,69 @@ def test_frozen_pretrained_features_recipe(home, small, head):
         assert not any(k.startswith("tail.backbone.blocks.0.") for k in keys)
 
 
+@needs_package
+def test_int8_features_without_the_training_flip_view(home, small, capsys):
+    """quantize int8: the run carries its INT8 network and predict uses it; train_flip false: one view
+    of the training images, both of the test images."""
+    assert train_small(small, "q8", "effnet-lite0", "image_size=64", "head=logreg", "block=-1",
+                       "quantize=int8", "train_flip=false", epochs=False) == 0
+    run_dir = home / "runs" / "dogs-vs-cats" / "q8"
+    network = run_dir / task.QUANTIZED
+    assert network.is_file()
+    metas = [json.loads(m.read_text()) for m in (home / "data" / "dogs-vs-cats" / "features").glob("*/meta.json")]
+    assert sorted((m["images"], m["flip"]) for m in metas) == [(6, True), (62, False)]
+    assert all(m["onnx_file"] == task.QUANTIZED for m in metas)
+    run = json.loads((run_dir / "run.json").read_text())
+    assert {"prepare_s", "quantize_s", "features_train_s", "features_test_s", "folds_s"} <= set(run["stages"])
+    stored = pd.read_csv(run_dir / "test_predictions.csv")
+    assert run_cli("predict", "dogs-vs-cats", "--run", "q8", "--test", small / "test1",
+                   "--out", home / "p.csv", "--device", "cpu") == 0
+    np.testing.assert_allclose(pd.read_csv(home / "p.csv")["label"], stored["label"], atol=2e-4)
+    network.write_bytes(network.read_bytes() + b"x")
+    capsys.readouterr()
+    assert run_cli("predict", "dogs-vs-cats", "--run", "q8", "--test", small / "test1",
+                   "--out", home / "p2.csv", "--device", "cpu") == 2
+    assert "differs from the INT8 network" in capsys.readouterr().err
+    network.unlink()
+    assert run_cli("predict", "dogs-vs-cats", "--run", "q8", "--test", small / "test1",
+                   "--out", home / "p2.csv", "--device", "cpu") == 2
+    assert "missing" in capsys.readouterr().err
+    assert train_small(small, "q8b", "effnet-lite0", "image_size=64", "head=logreg", "quantize=int8",
+                       epochs=False) == 2
+    assert "needs block: -1" in capsys.readouterr().err
+
+
+@needs_package
+def test_also_concatenates_several_backbones_features(home, small, capsys):
+    assert train_small(small, "cat2", "effnet-lite0", "image_size=64", "head=logreg", "block=-1",
+                       "also=[efficientnet-lite1-package]", epochs=False) == 0
+    run_dir = home / "runs" / "dogs-vs-cats" / "cat2"
+    meta = json.loads((run_dir / "fold0" / "meta.json").read_text())
+    assert meta["feature_dim"] == 2 * 1280 and len(meta["also_sha"]) == 1 and meta["feature_dims"] == [1280, 1280]
+    from safetensors.torch import load_file
+    state = load_file(str(run_dir / "fold0" / "model.safetensors"))  # join logits: a head per backbone
+    assert {k.split(".fc.")[0] for k in state} == {"heads.0", "heads.1"}
+    assert state["heads.0.fc.weight"].shape == state["heads.1.fc.weight"].shape == (2, 1280)
+    archs = sorted(json.loads(m.read_text())["arch"]
+                   for m in (home / "data" / "dogs-vs-cats" / "features").glob("*/meta.json"))
+    assert archs == ["tf_efficientnet_lite0"] * 2 + ["tf_efficientnet_lite1"] * 2  # a cached stage each
+    stored = pd.read_csv(run_dir / "test_predictions.csv")
+    assert run_cli("predict", "dogs-vs-cats", "--run", "cat2", "--test", small / "test1",
+                   "--out", home / "p.csv", "--device", "cpu") == 0
+    np.testing.assert_allclose(pd.read_csv(home / "p.csv")["label"], stored["label"], atol=2e-4)
+    assert train_small(small, "cat2c", "effnet-lite0", "image_size=64", "head=logreg", "block=-1", "join=concat",
+                       "also=[efficientnet-lite1-package]", epochs=False) == 0
+    state = load_file(str(home / "runs" / "dogs-vs-cats" / "cat2c" / "fold0" / "model.safetensors"))
+    assert state["fc.weight"].shape == (2, 2 * 1280)  # join concat: one head on both backbones' features
+    capsys.readouterr()
+    assert train_small(small, "cat3", "effnet-lite0", "image_size=64", "head=logreg", "block=-1",
+                       "also=[efficientnet-lite9-package]", epochs=False) == 2
+    assert "also entry 'efficientnet-lite9-package' is neither" in capsys.readouterr().err
+    assert train_small(small, "cat4", "effnet-lite0", "image_size=64", "head=logreg", "block=-1", "quantize=int8",
+                       "also=[efficientnet-lite1-package]", epochs=False) == 2
+    assert "do not go together" in capsys.readouterr().err
+
+
 @pytest.mark.real_data(needs="dogs-vs-cats/originals")
 @needs_package
 def test_frozen_pretrained_features_separate_real_cats_and_dogs(home, real_small):
@@ -338,7 +401,8 @@ def test_ema_warms_up_instead_of_keeping_the_initial_weights():
     assert moved > 0.5, "the average must follow the trained weights early in training"
 
 
-@pytest.mark.parametrize("config", ["effnet-lite0-pair", "effnet-lite0-mlp"])
+@pytest.mark.parametrize("config", ["effnet-lite0-pair", "effnet-lite0-mlp", "effnet-lite1-oneview",
+                                    "effnet-lite0-fast", "effnet-lite12-joined", "effnet-lite2-int8"])
 def test_default_heads_choose_no_epoch_on_the_rows_the_cv_scores(config):
     cfg = task.load_config(config)
     assert cfg.keep == "last" and cfg.patience == 0

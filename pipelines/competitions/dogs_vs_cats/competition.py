@@ -105,7 +105,7 @@ DOGS_VS_CATS = register(Competition(
     submission=SUBMISSION,
     blend=LogitPDog(),
     verbs=lazy_verbs(f"{__package__}.cli", "prepare", "train", "predict", "submit", "summary"),
-    default_config="effnet-lite0-pair",
+    default_config="effnet-lite2-int8",
     test_input="image folder",
     report_sections=Lazy(f"{__package__}.report:sections"),
 ))
