@@ -101,7 +101,8 @@ def run_strongest(quick: bool) -> str:
 def originals_check(run_dir: Path, originals: Path) -> dict:
     """Out-of-fold P(dog) for the full-size originals (mixed sizes) of training photos: each photo is
     predicted by the fold model that did not train on its 200 px copy, decoded straight from the
-    original JPEG to the config's size as `predict` decodes a test folder. Beside it, the same
+    original JPEG to the config's size and through the run's networks (its INT8 file included) as
+    `predict` does for a test folder. Beside it, the same
     photos' out-of-fold scores on the 200 px copies (oof.csv)."""
     import numpy as np
     import pandas as pd
@@ -115,14 +116,12 @@ def originals_check(run_dir: Path, originals: Path) -> dict:
     loaded = task._load_folds(run_dir)
     cfg = configs.build(task.DogsConfig, loaded[0][1]["config"], str(run_dir))
     images = np.stack([data.decode(f.read_bytes(), cfg.image_size) for f in files])
-    feats = task.all_features(cfg, task.make_backbones(cfg), images, None, "originals")
     fold_of = oof.loc[[f.name for f in files], "fold"].to_numpy()
     prob = np.full(len(files), np.nan)
-    for state, meta in loaded:
-        rows = np.where(fold_of == meta["fold"])[0]
-        head = task.build_head(cfg, int(meta["feature_dim"]), None, meta.get("feature_dims"))
-        head.load_state_dict(state)
-        prob[rows] = task.head_probabilities(head, feats[rows])
+    per_fold = task.fold_head_probabilities(run_dir, cfg, loaded, images, "originals")
+    for (_, meta), fold_prob in zip(loaded, per_fold):
+        rows = fold_of == meta["fold"]
+        prob[rows] = fold_prob[rows]
     labels = oof.loc[[f.name for f in files], "label"].to_numpy()
     copies = oof.loc[[f.name for f in files], "oof_p_dog"].to_numpy()
     sizes = [data.Image.open(f).size for f in files]

@@ -786,28 +786,38 @@ def predict_folder(run_dir: Path, test_dir: Path, device_spec: str = "auto") -> 
             total += predict_images(model, images, meta["normalization"], device, cfg.eval_batch_size, cfg.tta_flip,
                                     f"predict {fold_label(meta['fold'], cfg.folds)}")
     else:
-        backbones = make_backbones(cfg)
-        backbone = backbones[0][1]
-        trained = [meta0["backbone_sha"], *meta0.get("also_sha", [])]
-        for (arch, net), sha, weights in zip(backbones, trained, [cfg.pretrained, *cfg.also]):
-            if P.state_fingerprint(net) != sha:
-                raise UserError(f"{run_dir}: the pretrained weights {weights!r} here differ from the ones "
-                                f"the run was trained with (fingerprint {sha})")
-        onnx_path = None
-        if cfg.quantize == "int8":
-            onnx_path = run_dir / QUANTIZED
-            if not onnx_path.is_file():
-                raise UserError(f"{onnx_path}: missing; a run with quantize int8 predicts with the network it "
-                                f"was trained with")
-            if P.file_fingerprint(onnx_path) != meta0.get("onnx_sha"):
-                raise UserError(f"{onnx_path}: differs from the INT8 network the run was trained with "
-                                f"(fingerprint {meta0.get('onnx_sha')})")
-        feats = all_features(cfg, backbones, images, None, "test", onnx_path=onnx_path)
-        for state, meta in loaded:
-            head = build_head(cfg, int(meta["feature_dim"]), backbone, meta.get("feature_dims"))
-            _load_into(head, state, f"{run_dir}/fold{meta['fold']}", strict=cfg.head != "tail")
-            total += head_probabilities(head, feats)
+        total += sum(fold_head_probabilities(run_dir, cfg, loaded, images, "test"))
     return submission_frame(ids, total / len(loaded), cfg.clip)
+
+
+def fold_head_probabilities(run_dir: Path, cfg: DogsConfig, loaded: list[tuple[dict, dict]], images: np.ndarray,
+                            what: str) -> list[np.ndarray]:
+    """P(dog) of each fold's head (recipe features) for uint8 images at cfg.image_size: the features
+    come from the run's own backbones (their weights checked against the run's fingerprints) and,
+    with quantize int8, from the INT8 network the run carries."""
+    meta0 = loaded[0][1]
+    backbones = make_backbones(cfg)
+    trained = [meta0["backbone_sha"], *meta0.get("also_sha", [])]
+    for (_, net), sha, weights in zip(backbones, trained, [cfg.pretrained, *cfg.also]):
+        if P.state_fingerprint(net) != sha:
+            raise UserError(f"{run_dir}: the pretrained weights {weights!r} here differ from the ones "
+                            f"the run was trained with (fingerprint {sha})")
+    onnx_path = None
+    if cfg.quantize == "int8":
+        onnx_path = run_dir / QUANTIZED
+        if not onnx_path.is_file():
+            raise UserError(f"{onnx_path}: missing; a run with quantize int8 predicts with the network it "
+                            f"was trained with")
+        if P.file_fingerprint(onnx_path) != meta0.get("onnx_sha"):
+            raise UserError(f"{onnx_path}: differs from the INT8 network the run was trained with "
+                            f"(fingerprint {meta0.get('onnx_sha')})")
+    feats = all_features(cfg, backbones, images, None, what, onnx_path=onnx_path)
+    probabilities = []
+    for state, meta in loaded:
+        head = build_head(cfg, int(meta["feature_dim"]), backbones[0][1], meta.get("feature_dims"))
+        _load_into(head, state, f"{run_dir}/fold{meta['fold']}", strict=cfg.head != "tail")
+        probabilities.append(head_probabilities(head, feats))
+    return probabilities
 
 
 def submission_frame(ids, prob, clip: float) -> pd.DataFrame:
