@@ -40,7 +40,8 @@ def _source(home: Path, quick: bool) -> Path:
     names = {f.name for f in originals}
     copies = [f for f in shared_train_files() if f.name in names and f not in files][:20]  # the originals check
     # photos without a 200 px copy among the training photos train as they are (their own copies)
-    files += copies or [f for f in originals if f.name not in {g.name for g in files}][:20]
+    taken = {f.name for f in files}
+    files += copies or [f for f in originals if f.name not in taken][:20]
     link_files(files, src / "train")
     link_files(sorted((DOGS / "test1").glob("*.jpg"), key=lambda p: int(p.stem))[:10], src / "test1")
     return src
