@@ -7,7 +7,7 @@ import errno
 import os
 import sys
 
-from . import competition, distributed, leaderboard
+from . import __version__, competition, distributed, leaderboard
 from .errors import UserError
 
 VERBS = {
@@ -26,12 +26,44 @@ VERBS = {
 }
 
 
+# verbs that only some competitions offer: the others are not offered them (help, errors)
+OPTIONAL_VERBS = ("summary", "demo")
+
+# what --quiet changes on each verb (every verb takes it, so scripts can pass it to all of them)
+QUIET_HELP = {
+    "prepare": "no progress bars while images are decoded or Kaggle's download runs",
+    "train": "no progress bars or heartbeats; the per-fold lines and the summary stay",
+    "demo": "no progress bars or heartbeats; the per-fold lines and the summary stay",
+    "sweep": "no progress bars or heartbeats; a line per trial and the summary stay",
+    "predict": "no progress bars while test images are decoded (image competitions)",
+    "submit": "with --kaggle: Kaggle's CLI output is not echoed",
+    "kaggle-scores": "Kaggle's CLI output is not echoed",
+}
+QUIET_NOTHING = "accepted for scripts; this verb shows no progress, so it changes nothing"
+
+
+def competition_help(verb: str | None = None) -> str:
+    """What the COMPETITION argument takes: the built-ins (those offering `verb`), the known specs
+    (shipped, in the user's folder of specs, used before by path), or a spec file's path."""
+    builtins = [c for c in competition.registered() if verb is None or c.verb(verb) is not None]
+    if verb in OPTIONAL_VERBS:
+        return f"{', '.join(c.name for c in builtins)} ({verb} is offered by these competitions only)"
+    from . import specs
+
+    known = [n for n in competition.loadable() if n not in {c.name for c in builtins}]
+    text = ", ".join(c.name for c in builtins)
+    if known:
+        text += f"; specs: {', '.join(known)}"
+    return (f"{text}; or a spec file's path (*.yaml), which makes its name known from then on "
+            f"(also: specs in {specs.USER_FOLDER}/ under PIPELINES_HOME)")
+
+
 RUN_HELP = ("run name or run folder; `best`: the finished run with the best CV that has test predictions "
             "(a run named best comes first)")
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+def _common(parser: argparse.ArgumentParser, verb: str) -> None:
+    parser.add_argument("--quiet", action="store_true", help=QUIET_HELP.get(verb, QUIET_NOTHING))
 
 
 def _add_train_options(parser: argparse.ArgumentParser) -> None:
@@ -57,9 +89,11 @@ def _device(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m pipelines",
-                                     description="Kaggle competitions from raw download to a scored submission.")
-    verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
+    parser = argparse.ArgumentParser(
+        prog="python -m pipelines", description="Kaggle competitions from raw download to a scored submission.",
+        epilog=f"COMPETITION: {competition_help()}. `python -m pipelines VERB --help` lists a verb's options.")
+    parser.add_argument("--version", action="version", version=f"pipelines {__version__}")
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB")
     for verb, text in VERBS.items():
         sub = verbs.add_parser(verb, help=text, description=text)
         if verb == "leaderboard":
@@ -69,10 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--public", action="store_true",
                              help="with COMPETITION: the submitted runs' CV against their Kaggle public scores "
                                   "(correlations, a plot, a warning when the orders disagree)")
-            _common(sub)
+            _common(sub, verb)
             continue
-        sub.add_argument("competition", help=", ".join(competition.names()))
-        _common(sub)
+        sub.add_argument("competition", help=competition_help(verb))
+        _common(sub, verb)
         if verb == "prepare":
             sub.add_argument("--data", help="raw data folder (Kaggle layout or Kaggle's zip files)")
             sub.add_argument("--config", help="config whose image size the cache is built for")
@@ -118,8 +152,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:  # the reader left (`leaderboard | head`): stop quietly, as `ls | head` does
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):  # stdout is no real file (a test's capture)
+            pass
+        return 141   # 128 + SIGPIPE, what a shell reports for a program stopped by a closed pipe
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.verb is None:   # a bare `python -m pipelines`: what there is to do
+        parser.print_help()
+        return 0
     if getattr(args, "quiet", False):
         os.environ["PIPELINES_QUIET"] = "1"
     rank = int(os.environ.get("RANK", "0") or 0) if distributed.launched() else 0
@@ -173,7 +221,9 @@ def main(argv: list[str] | None = None) -> int:
             return blend.command(args)
         handler = comp.verb(args.verb)
         if handler is None:
-            raise UserError(f"{args.competition} has no {args.verb!r} verb")
+            offered = [c.name for c in competition.registered() if c.verb(args.verb) is not None]
+            raise UserError(f"{args.competition} has no {args.verb!r} verb (its verbs: {', '.join(comp.verbs)}); "
+                            f"{args.verb} is offered by {', '.join(offered) or 'no competition'}")
         status = int(handler(args) or 0)
         if args.verb == "submit" and args.kaggle and status == 0:
             from . import kaggle

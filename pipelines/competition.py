@@ -255,6 +255,7 @@ class Competition:
 
 _REGISTRY: dict[str, Competition] = {}
 _LOADERS: list[Callable[[str], Competition | None]] = []
+_KNOWN: list[Callable[[], list[str]]] = []   # the names each loader answers to (errors, --help)
 
 
 def register(competition: Competition, replace: bool = False) -> Competition:
@@ -267,10 +268,22 @@ def register(competition: Competition, replace: bool = False) -> Competition:
     return competition
 
 
-def add_loader(loader: Callable[[str], Competition | None]) -> None:
-    """Let `load` ask `loader` for names no package registered (spec names, YAML paths)."""
+def add_loader(loader: Callable[[str], Competition | None], known: Callable[[], list[str]] | None = None) -> None:
+    """Let `load` ask `loader` for names no package registered (spec names, YAML paths); `known`
+    lists the names it answers to, for the unknown-competition error and --help."""
     if loader not in _LOADERS:
         _LOADERS.append(loader)
+        if known is not None:
+            _KNOWN.append(known)
+
+
+def loadable() -> list[str]:
+    """The names `load` answers to beyond the registered ones (known specs), registered ones left out."""
+    registered_names = set(names())
+    found: list[str] = []
+    for known in _KNOWN:
+        found += [n for n in known() if n not in registered_names and n not in found]
+    return found
 
 
 def _builtins() -> dict[str, Competition]:
@@ -288,10 +301,11 @@ def registered() -> list[Competition]:
 
 
 def _unknown(name: str) -> UserError:
-    known = names()
+    known = names() + [n for n in loadable() if n not in _REGISTRY]
     close = difflib.get_close_matches(name, known, n=1, cutoff=0.4)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return UserError(f"unknown competition {name!r}{hint}; known: {', '.join(known)}")
+    paths = " or a spec file's path (*.yaml)" if _LOADERS else ""
+    return UserError(f"unknown competition {name!r}{hint}; known: {', '.join(known)}{paths}")
 
 
 def get(name: str) -> Competition:

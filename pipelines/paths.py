@@ -73,3 +73,13 @@ def find_run(competition: str, run: str) -> Path:
         hint = f"; known runs: {', '.join(known[-5:])}" if known else ""
         raise UserError(f"no finished run {run!r} for {competition} in {runs_dir(competition)}{hint}")
     return path
+
+
+def no_data_error(competition: str, folder: Path, on_kaggle: bool) -> UserError:
+    """What to do when data/<competition>/ holds no data: download it (a Kaggle competition), or copy
+    the user's own files there; either way, or train with --data DIR."""
+    if on_kaggle:
+        how = f"run `python -m pipelines prepare {competition}` (Kaggle download)"
+    else:
+        how = f"copy your files there with `python -m pipelines prepare {competition} --data DIR`"
+    return UserError(f"no {competition} data in {folder}: {how}, or pass --data DIR")

@@ -213,7 +213,7 @@ def write_after_training(run_dir: str | Path) -> Path | None:
         path = write(run_dir)
     except Exception as exc:  # the run is already recorded; the report can be rewritten with `report`
         print(f"warning: run report not written ({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); "
-              f"the run is fine; retry with `python -m pipelines report COMPETITION --run {Path(run_dir).name}`",
+              f"the run is fine; retry with `python -m pipelines report {Path(run_dir).parent.name} --run {Path(run_dir).name}`",
               file=sys.stderr)
         return None
     print(f"report: {path}")

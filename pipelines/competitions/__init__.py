@@ -12,6 +12,6 @@ for _package in BUILTIN:
     importlib.import_module(f"{__name__}.{_package}")
 
 from ..competition import add_loader  # noqa: E402
-from ..specs import loader as _spec_loader  # noqa: E402
+from ..specs import known as _known_specs, loader as _spec_loader  # noqa: E402
 
-add_loader(_spec_loader)  # spec files (pipelines/specs.py): names and paths no package registered
+add_loader(_spec_loader, _known_specs)  # spec files (pipelines/specs.py): names and paths no package registered
