@@ -3,7 +3,8 @@
 layout(name, folder) writes, for one table:
   folder/train.csv              the training rows, with the target
   folder/test.csv               the test rows, without it
-  folder/sample_submission.csv  the submission's columns (Kaggle's constant baseline as values)
+  folder/sample_submission.csv  the submission's columns (Kaggle's constant baseline as values; the
+                                spec's sample_submission names it otherwise)
   folder/../<name>.answers.csv  the test rows' targets, held aside (never in the competition folder)
   folder/../<name>.yaml         the competition's spec
 The split is a seeded permutation (SPLIT_SEED): the same files on every machine. R's `rownames`
@@ -118,7 +119,7 @@ def layout(name: str, folder: str | Path, rows: int | None = None, test_fraction
         sample[target] = labels.value_counts().index[0]
     else:
         sample[target] = float(pd.to_numeric(train[target]).mean())
-    sample.to_csv(folder / "sample_submission.csv", index=False)
+    sample.to_csv(folder / spec.get("sample_submission", "sample_submission.csv"), index=False)
     spec_path = folder.parent / f"{folder.name}.yaml"
     spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return Layout(folder, spec_path, answers_path, spec, len(train), len(test))
@@ -145,13 +146,15 @@ def held_out_score(spec, submission: pd.DataFrame | str | Path, answers_path: st
     metric = metrics.get(spec.metric)
     if spec.task == "regression":
         return metric(truth.astype(float).to_numpy(), merged[spec.target].astype(float).to_numpy())
+    positive = spec.positive if spec.positive is not None else _class_order(truth)[-1]
+    if spec.submission == "probabilities" and spec.task == "binary":  # one column per class: P(positive) scores
+        return metric((truth == positive).astype(int).to_numpy(), merged[positive].astype(float).to_numpy())
     if spec.submission == "probabilities":
         classes = list(submission.columns[1:])
         index = truth.map({c: i for i, c in enumerate(classes)}).to_numpy()
         return metric(index, merged[classes].to_numpy(dtype=float))
     if spec.submission == "label":
         return float(np.mean(merged[spec.target].astype(str).to_numpy() == truth.to_numpy()))
-    positive = spec.positive if spec.positive is not None else _class_order(truth)[-1]
     return metric((truth == positive).astype(int).to_numpy(), merged[spec.target].astype(float).to_numpy())
 
 

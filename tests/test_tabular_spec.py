@@ -265,7 +265,9 @@ GOOD = {"name": "penguins", "kind": "tabular", "id": "Id", "target": "species", 
     ({"task": "regression", "metric": "auc", "submission": "value"}, "metric", "does not fit task: regression"),
     ({"metric": "rmse"}, "metric", "does not fit task: multiclass"),
     ({"submission": "probability"}, "submission", "does not fit task: multiclass"),
-    ({"task": "binary", "metric": "auc", "submission": "probabilities"}, "submission", "does not fit task: binary"),
+    ({"task": "binary", "metric": "auc", "submission": "value"}, "submission",
+     "does not fit task: binary (a binary submission is probability, probabilities or label)"),
+    ({"sample_submission": "../elsewhere.csv"}, "sample_submission", "must be a path inside the data folder"),
     ({"task": "regression", "metric": "rmse", "submission": "label"}, "submission", "does not fit task: regression"),
     ({"submission": "label"}, "submission", "does not fit metric: logloss"),
     ({"submission": "labels"}, "submission", "did you mean 'label'"),
@@ -290,6 +292,7 @@ def test_a_good_spec_and_its_defaults(tmp_path):
     spec = specs.load(path)
     assert spec.submission == "probabilities" and spec.kaggle == "penguins-slug" and not spec.greater_is_better
     assert spec.blend_space == "class probabilities" and task.config_name(spec) == task.DEFAULT_CONFIG
+    assert spec.sample_submission == "sample_submission.csv"
 
 
 # --------------------------------------------------------------------------- bad data
@@ -304,7 +307,7 @@ def test_a_good_spec_and_its_defaults(tmp_path):
     ("empty train", "train.csv", "file is empty"),
     ("empty test", "test.csv", "file is empty"),
     ("a header and no rows", "test.csv", "has a header but no rows"),
-    ("a test file without a feature", "test.csv", "no column 'island'"),
+    ("a test file without a feature", "test.csv", "no column 'island', which train.csv has as a feature"),
     ("a number that is not one", "test.csv", "column bill_length_mm is not numeric ('long')"),
     ("a missing target", "train.csv", "species is missing"),
 ])

@@ -50,8 +50,7 @@ class ImageSpecVerbs:
             if given:
                 raise UserError(f"{folder}: no {spec.labels} there (expected {spec.name}'s files in Kaggle's "
                                 f"layout: {spec.labels}, {spec.train_images}/, {spec.test_images}/)")
-            how = f"`python -m pipelines prepare {spec.name}`" + (" (Kaggle download)" if spec.kaggle else "")
-            raise UserError(f"no {spec.name} data in {folder}: run {how} or pass --data DIR")
+            raise paths.no_data_error(spec.name, folder, bool(spec.kaggle))
         return folder
 
     # ------------------------------------------------------------------ verbs
@@ -67,7 +66,7 @@ class ImageSpecVerbs:
         target = paths.data_dir(spec.name)
         if source.resolve() != target.resolve():
             self._link(source, target)
-            comp = data.load(spec, target)
+            comp = data.load(spec, target, say=None)  # the source's notes are said already
         for line in data.summary(comp):
             print(line)
         train, test = data.caches(comp, cfg.image_size, int(_option(args, "workers", 2)), not quiet())
@@ -126,24 +125,30 @@ class ImageSpecVerbs:
             print(f"next: python -m pipelines submit {self.spec.name} --run {out['run_dir'].name}")
         return 0
 
-    def _template(self, run: dict) -> tuple[Path | None, object]:
-        """The run's data folder's sample_submission (path, ids), or (None, None)."""
+    def _template(self, run: dict, rows: str | None = None) -> Path | None:
+        """The run's data folder's template (spec key sample_submission), or None after one line
+        saying what the submission follows instead (`rows`: the test folder predicted)."""
         folder = Path(run["data"].get("folder", Path(run["data"]["train"]).parent))
         sample = folder / self.spec.sample_submission
-        if not sample.is_file():
-            return None, None
-        return sample, data.read_sample_ids(self.spec, sample)
+        if sample.is_file():
+            return sample
+        print(data.no_template_note(self.spec, folder, run.get("classes"), rows))
+        return None
 
     def predict(self, args) -> int:
+        """The submission for a folder of images from the run's fold checkpoints: the template's
+        columns, and its rows when the folder holds exactly its ids."""
         run_dir = paths.find_run(self.spec.name, args.run)
         run = runs.load_run(run_dir)
         frame = task.predict(run_dir, Path(args.test), _option(args, "device", "auto"))
-        sample, _ = self._template(run)
-        path = task.write_submission(self.spec, frame, Path(args.out), run["classes"], sample)
+        sample = self._template(run, f"{args.test}, by id")
+        path = task.write_submission(self.spec, frame, Path(args.out), run["classes"], sample, template_rows=False)
         print(f"wrote {path} ({len(frame)} rows) from {run_dir.name}")
         return 0
 
     def submit(self, args) -> int:
+        """The run's test predictions as the submission: the template's columns and rows (exactly its
+        ids), else the test images' ids in order."""
         run_dir = paths.find_run(self.spec.name, args.run)
         run = runs.load_run(run_dir)
         if not (run_dir / "test_predictions.csv").exists():
@@ -151,9 +156,9 @@ class ImageSpecVerbs:
                             f"trained?); use `python -m pipelines predict {self.spec.name} --run {run_dir.name} "
                             f"--test DIR --out FILE`")
         frame = task.read_predictions(run_dir / "test_predictions.csv", self.spec)
-        sample, sample_ids = self._template(run)
+        sample = self._template(run)
         out = runs.submission_path(self.spec.name, run_dir, _option(args, "out"))
-        task.write_submission(self.spec, frame, out, run["classes"], sample, sample_ids)
+        task.write_submission(self.spec, frame, out, run["classes"], sample)
         print(f"wrote {out} ({len(frame)} rows, CV {run['metric']} {run['cv']:.5f})")
         return 0
 

@@ -36,7 +36,8 @@ class _Verb:
 
 def _predict(spec: ImageSpec, args) -> int:
     """ImageSpecVerbs' predict, and for a blend run its members' predictions combined as the blend
-    combined them (pipelines/blend.py), written in the spec's submission format."""
+    combined them (pipelines/blend.py), written in the spec's submission format (the template's
+    columns, and its rows when the folder holds exactly its ids)."""
     from .. import blend, paths, runs
     from . import task
     from .cli import ImageSpecVerbs
@@ -47,8 +48,8 @@ def _predict(spec: ImageSpec, args) -> int:
         return verbs.predict(args)
     run = runs.load_run(run_dir)
     frame = blend.predict(spec.name, run_dir, Path(args.test), getattr(args, "device", None) or "auto")
-    sample, _ = verbs._template(run)
-    path = task.write_submission(spec, frame, Path(args.out), run.get("classes"), sample)
+    sample = verbs._template(run, f"{args.test}, by id")
+    path = task.write_submission(spec, frame, Path(args.out), run.get("classes"), sample, template_rows=False)
     print(f"wrote {path} ({len(frame)} rows) from blend {run_dir.name}")
     return 0
 

@@ -1,7 +1,8 @@
 """Reading an image competition: the labels file, the image folders, Kaggle's template; the caches.
 
 Layout (names from the spec): `labels` (a CSV with the id and target columns, one row per training
-image), `train_images` and `test_images` (folders, or zips of the same name, of `<id>.<ext>` files)
+image), `train_images` and `test_images` (folders, or zips of the same name read in place, or 7z archives of
+the same name unpacked once beside them, of `<id>.<ext>` files)
 and, when present, `sample_submission`. The id of an image is its file name without the extension,
 unless the labels file's ids carry an image extension themselves ("0a1b.jpg", as some Kaggle
 competitions write them): then it is the whole file name.
@@ -10,7 +11,8 @@ Checks, each one line naming the file, and the row and id where there is one: a 
 the id or target column, an id missing or twice, a target missing, a single class; a labels row
 whose image is not there; two images with one id (`5.png` and `5.jpg`), among the test images too;
 a template whose ids are not the test images' ids. Training images without a labels row are left
-out and counted.
+out and counted; a labels column without a name (a saved pandas index) is left out with a note; a
+missing template is said in one line (what the submission follows instead).
 
 Decoding and caching are Dogs vs. Cats' (pipelines/competitions/dogs_vs_cats/data.py): every mode to
 8-bit RGB, squashed to size x size, in a uint8 memmap with a manifest written last and a fingerprint
@@ -31,15 +33,15 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import pandas as pd
 
-from .. import paths
+from .. import archives, paths
 from ..competitions.dogs_vs_cats import data as images
 from ..errors import UserError
 from ..progress import bar as progress_bar
-from ..tabular.data import Target, class_order, encode_target, read_table
+from ..tabular.data import Target, class_order, default_header, encode_target, read_table
 from .spec import ImageSpec
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
-ARCHIVES_TO_UNPACK = {".7z": "7z x", ".tar": "tar xf", ".tar.gz": "tar xzf", ".tgz": "tar xzf", ".rar": "unrar x"}
+ARCHIVES_TO_UNPACK = {".tar": "tar xf", ".tar.gz": "tar xzf", ".tgz": "tar xzf", ".rar": "unrar x"}
 
 
 @dataclass
@@ -116,8 +118,11 @@ def sort_ids(ids) -> np.ndarray:
 # --------------------------------------------------------------------------- folders
 
 def locate(base: Path, relative: str) -> Path | None:
-    """The folder `relative` under base, else its zip; None when neither is there. An archive that
-    Python cannot read in place (7z, tar, rar) is a one-line error saying to unpack it."""
+    """The folder `relative` under base, else its zip; None when neither is there. A `relative`.7z
+    (CIFAR-10's train.7z; solid, too slow to read member by member) is unpacked once into that folder
+    beside it (pipelines.archives.unpack_beside), which is returned. Another archive that Python
+    cannot read in place (tar, rar), a 7z that py7zr cannot read, or a 7z in a folder that cannot be
+    written is a one-line error saying how to unpack it."""
     folder = base / relative
     if folder.is_dir():
         return folder
@@ -125,6 +130,20 @@ def locate(base: Path, relative: str) -> Path | None:
     if archive.is_file():
         return archive
     if folder.is_file() and zipfile.is_zipfile(folder):
+        return folder
+    packed = base / f"{relative}{archives.SEVEN_ZIP}"
+    if packed.is_file():
+        how = f"`cd {base} && 7z x {packed.name}`"
+        try:
+            count = archives.unpack_beside(packed, folder)
+        except archives.Unreadable as exc:
+            raise UserError(f"{packed}: unpack it first ({how}), so that {folder} holds the images; it is not a "
+                            f"readable 7z archive for py7zr ({exc})") from None
+        except OSError as exc:
+            raise UserError(f"cannot unpack {packed} into {folder} ({exc.strerror or exc}): copy {base} somewhere "
+                            f"you can write and pass that as --data, or unpack it there as its owner "
+                            f"({how})") from None
+        print(f"unpacked {packed.name} into {folder} ({count} files)", flush=True)
         return folder
     for suffix, command in ARCHIVES_TO_UNPACK.items():
         packed = base / f"{relative}{suffix}"
@@ -179,14 +198,14 @@ def _ambiguous(folder: Folder, key: str) -> str:
 
 # --------------------------------------------------------------------------- the competition
 
-def read_labels(spec: ImageSpec, path: Path) -> tuple[np.ndarray, Target]:
-    frame = read_table(path, spec.id, [spec.target], "target")
+def read_labels(spec: ImageSpec, path: Path, say=None) -> tuple[np.ndarray, Target]:
+    frame = read_table(path, spec.id, [spec.target], "target", say=say)
     return frame[spec.id].to_numpy(dtype=object), encode_target(frame, spec, path)
 
 
-def read_train(spec: ImageSpec, base: Path) -> tuple[TrainSet, str]:
+def read_train(spec: ImageSpec, base: Path, say=None) -> tuple[TrainSet, str]:
     labels_path = base / spec.labels
-    ids, target = read_labels(spec, labels_path)
+    ids, target = read_labels(spec, labels_path, say)
     style = id_style_of(ids)
     source = locate(base, spec.train_images)
     if source is None:
@@ -236,15 +255,16 @@ def check_template(sample_path: Path, sample_ids: np.ndarray, test: TestSet | No
                         f"{extra[0]}")
 
 
-def load(spec: ImageSpec, base: str | Path) -> CompetitionData:
-    """The spec's files in `base`, checked against the spec and each other (module docstring)."""
+def load(spec: ImageSpec, base: str | Path, say=print) -> CompetitionData:
+    """The spec's files in `base`, checked against the spec and each other (module docstring);
+    `say` is told about a labels column without a name, left out (tabular.data.read_table)."""
     base = Path(base)
     if not base.is_dir():
         raise UserError(f"{base}: data folder not found")
     if not (base / spec.labels).exists():
         raise UserError(f"{base}: no {spec.labels} there (expected {spec.name}'s files in Kaggle's layout: "
                         f"{spec.labels}, {spec.train_images}/, {spec.test_images}/)")
-    train, style = read_train(spec, base)
+    train, style = read_train(spec, base, say)
     source = locate(base, spec.test_images)
     test = read_test(list_folder(source, style)) if source is not None else None
     sample_path = base / spec.sample_submission
@@ -346,4 +366,12 @@ def summary(comp: CompetitionData) -> list[str]:
     if comp.sample_path is not None:
         lines.append(f"{comp.sample_path.name}: {len(comp.sample_ids)} ids (the submission follows its columns "
                      f"and rows)")
+    elif comp.test is not None:
+        lines.append(no_template_note(spec, comp.folder, classes))
     return lines
+
+
+def no_template_note(spec: ImageSpec, folder: Path, classes: list[str] | None, rows: str | None = None) -> str:
+    """The one line said when a data folder has no template: what the submission follows instead."""
+    return (f"note: no {spec.sample_submission} in {folder}: the submission has the columns "
+            f"{', '.join(default_header(spec, classes))} and the rows of {rows or 'the test images, by id'}")

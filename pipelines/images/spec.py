@@ -8,7 +8,8 @@ id: id                      # the id column of the labels file (and of the submi
 target: label               # the class column of the labels file
 task: multiclass            # binary | multiclass
 metric: accuracy            # accuracy | logloss (binary, multiclass) | auc (binary)
-submission: label           # label | probability (binary: P(positive)) | probabilities (one column per class)
+submission: label           # label | probability (binary: P(positive)) | probabilities (one column per class,
+                            # binary too: the positive class's holds P(positive), the other's 1 - P(positive))
 labels: trainLabels.csv     # id,target for each training image
 train_images: train         # a folder (or train.zip) of <id>.<ext> files
 test_images: test           # the images to predict, named <id>.<ext>
@@ -18,7 +19,8 @@ kaggle: cifar-10            # optional: the Kaggle competition to download from 
 Optional keys beyond the contract:
 
 - `sample_submission`: Kaggle's template file (default `sample_submission.csv`; cifar-10 calls it
-  `sampleSubmission.csv`): when present, a submission has its columns, in its order, and its rows;
+  `sampleSubmission.csv`): when present, a submission has its columns, in its order, and its rows,
+  in its order, and its ids must be exactly the test images' ids;
 - `hflip`: whether a left-right mirror of an image keeps its class (default true); false (digits,
   text) turns off flip augmentation and flip test-time augmentation whatever the config says;
 - `positive`: binary only: the class whose probability is predicted (default: the last in sorted
@@ -36,13 +38,14 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field, replace
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import yaml
 
 from ..errors import UserError
 from ..tabular import metrics
-from ..tabular.spec import DEFAULT_SUBMISSION, KINDS, SUBMISSIONS, _NAME, _choice, _hint, _string
+from ..tabular.spec import (DEFAULT_SAMPLE, DEFAULT_SUBMISSION, KINDS, SUBMISSIONS, _NAME, _choice, _hint, _or,
+                            _relative, _string)
 
 KIND = "images"
 TASKS = ("binary", "multiclass")
@@ -50,7 +53,6 @@ REQUIRED = ("name", "kind", "id", "target", "task", "metric", "labels", "train_i
 OPTIONAL = ("submission", "test_images", "sample_submission", "kaggle", "hflip", "positive", "config",
             "description")
 DEFAULT_TEST_IMAGES = "test"
-DEFAULT_SAMPLE = "sample_submission.csv"
 
 
 @dataclass(frozen=True)
@@ -103,16 +105,6 @@ class ImageSpec:
         return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _relative(values: dict, key: str, where: str) -> str:
-    """A file or folder inside the competition's data folder."""
-    value = _string(values, key, where)
-    path = PurePosixPath(value.replace("\\", "/"))
-    if path.is_absolute() or ".." in path.parts:
-        raise UserError(f"{where}: {key}: {value!r} must be a path inside the data folder (like train or "
-                        f"labels.csv), not an absolute path or one that leaves it")
-    return value
-
-
 def from_dict(values: dict, where: str) -> ImageSpec:
     """Validate a spec's mapping; `where` (the file) starts every error."""
     if not isinstance(values, dict):
@@ -138,7 +130,7 @@ def from_dict(values: dict, where: str) -> ImageSpec:
     if task not in SUBMISSIONS[submission]:
         suits = [s for s, tasks in SUBMISSIONS.items() if task in tasks]
         raise UserError(f"{where}: submission: {submission} does not fit task: {task} (a {task} "
-                        f"submission is {' or '.join(suits)})")
+                        f"submission is {_or(suits)})")
     if submission == "label" and metrics.get(metric).needs == "probability":
         raise UserError(f"{where}: submission: label does not fit metric: {metric}, which scores probabilities "
                         f"(use submission: {DEFAULT_SUBMISSION[task]})")

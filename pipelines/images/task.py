@@ -559,7 +559,8 @@ def read_predictions(path: str | Path, spec: ImageSpec) -> pd.DataFrame:
 def check_template_columns(spec: ImageSpec, path: Path, classes: list[str]) -> None:
     """sample_submission.csv's header against the spec and the run's classes, in one line (before
     pipelines.tabular's writer reads it again): a class column that training never saw, a class
-    without a column, a column twice, an id column that is not the spec's."""
+    without a column, a column twice, an id column that is not the spec's. A binary probabilities
+    template has the two classes' columns, in any order."""
     try:
         header = [str(c).strip() for c in pd.read_csv(path, dtype=str, encoding="utf-8-sig", nrows=0).columns]
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError):
@@ -569,6 +570,10 @@ def check_template_columns(spec: ImageSpec, path: Path, classes: list[str]) -> N
                         f"{spec.id!r}")
     if spec.submission != "probabilities":
         return
+    if spec.task == "binary" and header[1:] == [spec.target]:
+        raise UserError(f"{path}: columns {spec.id}, {spec.target}; submission: probabilities has one column per "
+                        f"class ({', '.join(map(str, classes))}); a template of {spec.id}, {spec.target} takes "
+                        f"submission: probability")
     seen = set()
     for column in header[1:]:
         if column in seen:
@@ -583,22 +588,13 @@ def check_template_columns(spec: ImageSpec, path: Path, classes: list[str]) -> N
 
 
 def write_submission(spec: ImageSpec, frame: pd.DataFrame, out: str | Path, classes: list[str],
-                     sample_path: Path | None = None, sample_ids=None) -> Path:
-    """The spec's submission (label, probability or probabilities) from predictions in the
-    test_predictions.csv layout, validated, written atomically (a refused submission leaves no file).
-    With Kaggle's template: its columns in its order, its rows in its order, and exactly its ids."""
-    frame = frame.copy()
-    frame[spec.id] = frame[spec.id].astype(str)
-    expected = None
+                     sample_path: Path | None = None, template_rows: bool = True) -> Path:
+    """The spec's submission (label, probability or probabilities; binary probabilities: one column
+    per class, P(positive) and 1 - P(positive)) from predictions in the test_predictions.csv layout,
+    validated, written atomically (a refused submission leaves no file). With Kaggle's template: its
+    columns in its order and its rows in its order; with template_rows (submit) exactly its ids,
+    without (predict of a folder) its rows when the folder holds exactly its ids, else the folder's
+    (pipelines.tabular.task.write_submission)."""
     if sample_path is not None:
         check_template_columns(spec, Path(sample_path), classes)
-        if sample_ids is not None:
-            expected = np.asarray([str(i) for i in sample_ids], dtype=object)
-            position = {key: i for i, key in enumerate(frame[spec.id])}
-            missing = [key for key in expected if key not in position]
-            if missing:
-                raise UserError(f"{out}: the predictions have no row for {spec.id} {missing[0]} of "
-                                f"{Path(sample_path).name} ({len(missing)} missing)")
-            if len(expected) == len(position):
-                frame = frame.iloc[[position[key] for key in expected]].reset_index(drop=True)
-    return tabular_task.write_submission(spec, frame, out, sample_path, classes=classes, expected_ids=expected)
+    return tabular_task.write_submission(spec, frame, out, sample_path, classes=classes, template_rows=template_rows)

@@ -16,7 +16,12 @@ from ..kfold import parse_fold_list
 from . import data, task
 from .spec import Spec, load as load_spec
 
-COPIED = (data.TRAIN, data.TEST, data.SAMPLE)
+COPIED = (data.TRAIN, data.TEST)   # and the spec's sample_submission (copied_files)
+
+
+def copied_files(spec: Spec) -> tuple[str, ...]:
+    """The files prepare copies into data/<name>/: train.csv, test.csv and the spec's template."""
+    return (*COPIED, spec.sample_submission)
 
 
 def _option(args, name: str, default=None):
@@ -47,21 +52,22 @@ class SpecVerbs:
             if given:
                 raise UserError(f"{folder}: no {data.TRAIN} there (expected {self.spec.name}'s files in Kaggle's "
                                 f"layout)")
-            how = f"`python -m pipelines prepare {self.spec.name}`" + (" (Kaggle download)" if self.spec.kaggle else "")
-            raise UserError(f"no {self.spec.name} data in {folder}: run {how} or pass --data DIR")
+            raise paths.no_data_error(self.spec.name, folder, bool(self.spec.kaggle))
         return folder
 
     # ------------------------------------------------------------------ verbs
     def prepare(self, args) -> int:
-        """Check train.csv, test.csv and sample_submission.csv against the spec; copy them into
-        data/<name>/ when --data points elsewhere."""
+        """Check train.csv, test.csv and the template (spec key sample_submission) against the spec
+        and each other; copy them into data/<name>/ when --data points elsewhere. Says, in one line
+        each, a column without a name left out and a missing template."""
         source = self.data_dir(_option(args, "data"))
         dataset = data.load(self.spec, source)
         target = paths.data_dir(self.spec.name)
         if source.resolve() != target.resolve():
             target.mkdir(parents=True, exist_ok=True)
-            for name in COPIED:
-                if (source / name).exists():
+            for name in copied_files(self.spec):
+                if (source / name).is_file():
+                    (target / name).parent.mkdir(parents=True, exist_ok=True)
                     atomic.write_with(target / name, lambda tmp, src=source / name: shutil.copyfile(src, tmp))
         columns = dataset.columns
         print(f"{data.TRAIN}: {len(dataset.train)} rows; features: {len(columns.numeric)} numeric, "
@@ -74,6 +80,11 @@ class SpecVerbs:
             values = dataset.target.values
             print(f"{self.spec.target}: {values.min():g} .. {values.max():g}, mean {values.mean():g}")
         print(f"{data.TEST}:  {len(dataset.test) if dataset.test is not None else 0} rows")
+        if dataset.sample_path is not None:
+            print(f"{dataset.sample_path.name}: {len(dataset.sample_ids)} ids (the submission follows its columns "
+                  f"and rows)")
+        elif dataset.test is not None:
+            print(data.no_template_note(self.spec, source, dataset.target.classes, data.TEST))
         print(f"ready in {target}")
         return 0
 
@@ -96,28 +107,44 @@ class SpecVerbs:
             print(f"next: python -m pipelines submit {self.spec.name} --run {out['run_dir'].name}")
         return 0
 
+    def template(self, run: dict, rows: str) -> Path | None:
+        """The template of the run's data folder (spec key sample_submission), or None after one
+        line saying so (what the submission follows instead: `rows` names the file whose rows)."""
+        folder = Path(run["data"]["train"]).parent
+        sample = folder / self.spec.sample_submission
+        if sample.is_file():
+            return sample
+        print(data.no_template_note(self.spec, folder, run.get("classes"), rows))
+        return None
+
     def predict(self, args) -> int:
+        """The submission for a test file from the run's fold checkpoints: the template's columns,
+        and its rows when the file holds exactly its ids (task.write_submission)."""
         run_dir = paths.find_run(self.spec.name, args.run)
+        run = runs.load_run(run_dir)
         frame = task.predict(run_dir, Path(args.test), _option(args, "device", "auto"))
-        sample = Path(runs.load_run(run_dir)["data"]["train"]).with_name(data.SAMPLE)
-        path = task.write_submission(self.spec, frame, Path(args.out), sample if sample.exists() else None,
-                                     classes=task.run_classes(run_dir))
+        sample = self.template(run, str(args.test))
+        path = task.write_submission(self.spec, frame, Path(args.out), sample, classes=run.get("classes"),
+                                     template_rows=False)
         print(f"wrote {path} ({len(frame)} rows) from {run_dir.name}")
         return 0
 
     def submit(self, args) -> int:
+        """The run's test predictions as the submission: the template's columns and rows (exactly
+        its ids), else test.csv's ids in the run's order."""
         run_dir = paths.find_run(self.spec.name, args.run)
         run = runs.load_run(run_dir)
         frame = task.read_predictions(run_dir / "test_predictions.csv", self.spec) \
             if (run_dir / "test_predictions.csv").exists() else None
         if frame is None:
             raise UserError(f"{run_dir}: the run has no test predictions (was test.csv missing when it trained?)")
-        folder = Path(run["data"]["train"]).parent
-        test_csv, sample = folder / data.TEST, folder / data.SAMPLE
-        expected = data.read_table(test_csv, self.spec.id)[self.spec.id] if test_csv.exists() else None
+        test_csv = Path(run["data"]["train"]).parent / data.TEST
+        sample = self.template(run, data.TEST)
+        expected = None
+        if sample is None and test_csv.exists():
+            expected = data.read_table(test_csv, self.spec.id)[self.spec.id]
         out = runs.submission_path(self.spec.name, run_dir, _option(args, "out"))
-        task.write_submission(self.spec, frame, out, sample if sample.exists() else None,
-                              classes=run.get("classes"), expected_ids=expected)
+        task.write_submission(self.spec, frame, out, sample, classes=run.get("classes"), expected_ids=expected)
         print(f"wrote {out} ({len(frame)} rows, CV {run['metric']} {run['cv']:.5f})")
         return 0
 

@@ -5,7 +5,10 @@ SpecVerbs' (cli.py), made when first called so that loading a spec imports no mo
 `submission` describes the two-column frames the shared stages write (test_predictions.csv of a
 regression or binary run, and of a blend: id, then the value or P(positive); multiclass files have
 one column per class and are written by the spec's own writer), while the verbs
-validate the spec's own submission format (value, probability, label, probabilities: task.py).
+validate the spec's own submission format (value, probability, label, probabilities: task.py). A
+binary run's (and blend's) test_predictions.csv stays id + P(positive) whatever that format: for
+`submission: probabilities` the verbs' writer (task.write_submission) makes one column per class of
+it, so blends of such a spec submit and predict as its runs do.
 
 Blend spaces: regression blends the value (log1p of it for rmsle), binary the logit of
 P(positive) (its mean: the mean of the probabilities, as folds are averaged); multiclass the log
@@ -45,19 +48,23 @@ class _Verb:
 
 def _predict(spec: Spec, args) -> int:
     """SpecVerbs' predict, and for a blend run its members' predictions combined as the blend
-    combined them (pipelines/blend.py), written in the spec's submission format."""
+    combined them (pipelines/blend.py), written in the spec's submission format (the template's
+    columns, and its rows when the file holds exactly its ids); a note its members would each
+    print (a column without a name) is printed once."""
     from .. import blend, paths, runs
-    from . import data, task
+    from . import task
     from .cli import SpecVerbs
 
+    verbs = SpecVerbs(spec)
     run_dir = paths.find_run(spec.name, args.run)
     if not blend.is_blend_dir(run_dir):
-        return SpecVerbs(spec).predict(args)
+        return verbs.predict(args)
     run = runs.load_run(run_dir)
-    frame = blend.predict(spec.name, run_dir, Path(args.test), getattr(args, "device", None) or "auto")
-    sample = Path(run["data"]["train"]).with_name(data.SAMPLE)
-    path = task.write_submission(spec, frame, Path(args.out), sample if sample.exists() else None,
-                                 classes=run.get("classes"))
+    with task.notes_once():
+        frame = blend.predict(spec.name, run_dir, Path(args.test), getattr(args, "device", None) or "auto")
+    sample = verbs.template(run, str(args.test))
+    path = task.write_submission(spec, frame, Path(args.out), sample, classes=run.get("classes"),
+                                 template_rows=False)
     print(f"wrote {path} ({len(frame)} rows) from blend {run_dir.name}")
     return 0
 

@@ -8,7 +8,7 @@ target: species             # the column to predict (train.csv only)
 task: multiclass            # regression | binary | multiclass
 metric: logloss             # rmse, rmsle, mae (regression); auc (binary); logloss, accuracy (binary, multiclass)
 submission: probabilities   # value (regression) | probability (binary: P(positive)) | label (binary,
-                            # multiclass) | probabilities (multiclass: one column per class)
+                            # multiclass) | probabilities (binary, multiclass: one column per class)
 kaggle: slug                # optional: the Kaggle competition to download from and submit to
 ```
 
@@ -16,12 +16,17 @@ Optional keys beyond the contract:
 
 - `positive`: binary only: the class whose probability is predicted (default: the last class in
   sorted order, e.g. 1 of 0/1, "yes" of no/yes, True of False/True);
+- `sample_submission`: Kaggle's template file in the data folder (default `sample_submission.csv`;
+  some competitions call it `sampleSubmission.csv`): when present, a submission has its columns, in
+  its order, and its rows, in its order, and its ids must be exactly test.csv's;
 - `drop`: columns that are not features (free text, leaks, a second id);
 - `categorical` / `numeric`: columns whose type is forced instead of inferred;
 - `config`: the default model config for this competition (configs/tabular/<config>.yaml);
 - `description`: one line for people.
 
-`submission` may be left out: value, probability and probabilities by task. Every problem is one
+`submission` may be left out: value, probability and probabilities by task. A binary task takes
+`probabilities` too (Kaggle's `id,cat,dog` shape): one column per class, the positive class's
+holding P(positive) and the negative class's 1 - P(positive). Every problem is one
 line naming the file and the key: an unknown key (with the closest valid one), an unknown
 kind, task, metric or submission, a metric or a submission that does not fit the task.
 """
@@ -33,7 +38,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field, replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import yaml
 
@@ -46,12 +51,14 @@ TASKS = ("regression", "binary", "multiclass")
 SUBMISSIONS = {
     "value": ("regression",),
     "probability": ("binary",),
-    "probabilities": ("multiclass",),
+    "probabilities": ("binary", "multiclass"),
     "label": ("binary", "multiclass"),
 }
 DEFAULT_SUBMISSION = {"regression": "value", "binary": "probability", "multiclass": "probabilities"}
 REQUIRED = ("name", "kind", "id", "target", "task", "metric")
-OPTIONAL = ("submission", "kaggle", "positive", "drop", "categorical", "numeric", "config", "description")
+OPTIONAL = ("submission", "sample_submission", "kaggle", "positive", "drop", "categorical", "numeric", "config",
+            "description")
+DEFAULT_SAMPLE = "sample_submission.csv"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -64,6 +71,7 @@ class Spec:
     task: str
     metric: str
     submission: str
+    sample_submission: str = DEFAULT_SAMPLE
     kaggle: str | None = None
     positive: str | None = None
     drop: tuple[str, ...] = ()
@@ -100,7 +108,7 @@ class Spec:
         return f"{source}: {key}" if key else source
 
     def fingerprint(self) -> str:
-        """A hash of what changes the training (not the name, Kaggle slug or description): a run
+        """A hash of what changes the training (not the name, Kaggle slug, template or description): a run
         refuses to resume under a spec that changed it."""
         values = {k: getattr(self, k) for k in ("id", "target", "task", "metric", "positive", "drop",
                                                 "categorical", "numeric")}
@@ -130,6 +138,22 @@ def _names(values: dict, key: str, where: str) -> tuple[str, ...]:
                                               for v in value):
         raise UserError(f"{where}: {key}: expected a list of column names, got {value!r}")
     return tuple(str(v) for v in value)
+
+
+def _or(options) -> str:
+    """'a', 'a or b', 'a, b or c'."""
+    options = list(options)
+    return options[0] if len(options) == 1 else f"{', '.join(options[:-1])} or {options[-1]}"
+
+
+def _relative(values: dict, key: str, where: str) -> str:
+    """A file or folder inside the competition's data folder."""
+    value = _string(values, key, where)
+    path = PurePosixPath(value.replace("\\", "/"))
+    if path.is_absolute() or ".." in path.parts:
+        raise UserError(f"{where}: {key}: {value!r} must be a path inside the data folder (like train or "
+                        f"labels.csv), not an absolute path or one that leaves it")
+    return value
 
 
 def _choice(values: dict, key: str, options, where: str) -> str:
@@ -167,9 +191,9 @@ def from_dict(values: dict, where: str) -> Spec:
     submission = (_choice(values, "submission", tuple(SUBMISSIONS), where)
                   if values.get("submission") is not None else DEFAULT_SUBMISSION[task])
     if task not in SUBMISSIONS[submission]:
-        suits = ", ".join(s for s, tasks in SUBMISSIONS.items() if task in tasks)
+        suits = [s for s, tasks in SUBMISSIONS.items() if task in tasks]
         raise UserError(f"{where}: submission: {submission} does not fit task: {task} (a {task} "
-                        f"submission is {' or '.join(suits.split(', '))})")
+                        f"submission is {_or(suits)})")
     if submission == "label" and metrics.get(metric).needs == "probability":
         raise UserError(f"{where}: submission: label does not fit metric: {metric}, which scores probabilities "
                         f"(use submission: {DEFAULT_SUBMISSION[task]})")
@@ -191,8 +215,10 @@ def from_dict(values: dict, where: str) -> Spec:
     config = _string(values, "config", where) if values.get("config") is not None else None
     kaggle = _string(values, "kaggle", where) if values.get("kaggle") is not None else None
     description = str(values.get("description") or "").strip()
+    sample = (_relative(values, "sample_submission", where) if values.get("sample_submission") is not None
+              else DEFAULT_SAMPLE)
     return Spec(name=name, kind=kind, id=id_column, target=target, task=task, metric=metric,
-                submission=submission, kaggle=kaggle, positive=positive, config=config,
+                submission=submission, sample_submission=sample, kaggle=kaggle, positive=positive, config=config,
                 description=description, **lists)
 
 

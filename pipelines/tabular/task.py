@@ -19,13 +19,16 @@ Files:
 - oof.csv: id, fold, the target as written in train.csv, then oof_<target> (regression: the
   value; binary: P(positive)) or oof_<class> for each class (multiclass);
 - test_predictions.csv: id, then <target> (the value, or P(positive)) or one column per class
-  (probabilities): the fold-averaged predictions, validated; `submit` turns them into the spec's
-  submission format (value, probability, label, probabilities), so a label submission still has
-  probabilities behind it (blends need them).
+  (multiclass probabilities): the fold-averaged predictions, validated; `submit` turns them into
+  the spec's submission format (value, probability, label, probabilities), so a label submission
+  still has probabilities behind it (blends need them). A binary run's file stays id + P(positive)
+  whatever its submission format (a blend reads it so); a binary `probabilities` submission is
+  made from it by write_submission (one column per class).
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
@@ -228,6 +231,29 @@ def _load_fold(folder: Path, device) -> tuple:
     return fitted, family, Preprocessor(state=meta["preprocessor"]), meta, cfg
 
 
+_said: set[str] | None = None   # inside notes_once(): the notes already printed
+
+
+@contextlib.contextmanager
+def notes_once():
+    """Within the block each note is printed once: the members of a blend read the same test file."""
+    global _said
+    outer, _said = _said, set() if _said is None else _said
+    try:
+        yield
+    finally:
+        _said = outer
+
+
+def say(line: str) -> None:
+    """Print a note (once per notes_once block)."""
+    if _said is not None:
+        if line in _said:
+            return
+        _said.add(line)
+    print(line)
+
+
 def predict(run_dir: str | Path, test_path: str | Path, device: str = "auto") -> pd.DataFrame:
     """Fold-averaged predictions for a test CSV from the run's fold checkpoints only (no training
     data): the test_predictions.csv layout (module docstring), averaged as training averaged them."""
@@ -243,11 +269,17 @@ def predict(run_dir: str | Path, test_path: str | Path, device: str = "auto") ->
             raise UserError(f"{run_dir}/fold{meta['fold']}: checkpoint from another config or spec than fold "
                             f"{first_meta['fold']} ({differs or 'spec'}); a run's folds must share them")
     spec_meta = first_meta["spec"]
-    frame = data.read_table(test_path, spec_meta["id"])
+    state = loaded[0][2].state
+    features = [*state["numeric"], *state["categorical"]]
+    frame = data.read_table(test_path, spec_meta["id"], say=say, keep=features)
+    try:
+        source = Path(runs.load_run(run_dir)["data"]["train"]).name
+    except (OSError, ValueError, KeyError, TypeError):
+        source = data.TRAIN
     total = None
     for fitted, family, pre, meta, cfg in loaded:
         x = pre.transform(data.feature_frame(frame, pre.state["numeric"], pre.state["categorical"], Path(test_path),
-                                             spec_meta["id"]))
+                                             spec_meta["id"], source, f" (run {run_dir.name} was trained on it)"))
         prediction = family.predict(fitted, x, device)
         total = prediction if total is None else total + prediction  # as kfold.run sums, fold by fold
     return prediction_frame(spec_meta["id"], frame[spec_meta["id"]], spec_meta["task"], spec_meta["target"],
@@ -328,31 +360,58 @@ def write_predictions(spec: Spec, frame: pd.DataFrame, path: Path, expected_ids,
 
 
 def write_submission(spec: Spec, frame: pd.DataFrame, out: str | Path, sample_submission: str | Path | None = None,
-                     *, classes: list[str] | None = None, expected_ids=None) -> Path:
+                     *, classes: list[str] | None = None, expected_ids=None, template_rows: bool = True) -> Path:
     """The spec's submission from predictions in the test_predictions.csv layout, validated, then
-    written atomically (a refused submission leaves no file). Its columns are sample_submission.csv's
-    when one is given, else id + target, or id + one column per class in class order.
+    written atomically (a refused submission leaves no file).
 
-    classes: the run's class labels (binary: [negative, positive], needed for a label submission);
-    expected_ids: the test ids it must hold exactly (default: the frame's)."""
+    With a template (sample_submission: the spec's key, default sample_submission.csv) the
+    submission has its columns, in its order, and its rows, in its order: with template_rows
+    (submit) the predictions must hold exactly its ids; without (predict, of any test file) its
+    row order is followed when they hold exactly its ids, else theirs is kept (a file other than
+    the competition's test set). Without a template: id + target, or id + one column per class in
+    the run's class order (binary: negative, positive), in the predictions' row order.
+
+    Values: the value; P(positive) (probability); the most probable class (label); the class
+    probabilities (probabilities; binary: P(positive) in the positive class's column and
+    1 - P(positive) in the negative class's).
+
+    classes: the run's class labels (binary: [negative, positive], needed for a label or
+    probabilities submission); expected_ids: the test ids it must hold exactly (default: the
+    template's when its rows are followed, else the frame's)."""
     out = Path(out)
     if spec.task == "multiclass":
         classes = list(classes) if classes is not None else [str(c) for c in frame.columns[1:]]
-    elif spec.task == "binary" and spec.submission == "label" and classes is None:
-        raise UserError(f"{out}: a label submission of a binary task needs the run's classes")
+    elif spec.task == "binary" and spec.submission in ("label", "probabilities") and classes is None:
+        raise UserError(f"{out}: a {spec.submission} submission of a binary task needs the run's classes")
+    frame = frame.copy()
+    frame[spec.id] = frame[spec.id].astype(str)
     if sample_submission is not None and Path(sample_submission).exists():
-        header = data.read_sample_columns(Path(sample_submission), spec, classes)
-    elif spec.submission == "probabilities":
-        header = [spec.id, *classes]
+        sample_submission = Path(sample_submission)
+        header = data.read_sample_columns(sample_submission, spec, classes)
+        sample_ids = [str(i) for i in data.read_sample_ids(sample_submission, spec)]
+        position = {key: i for i, key in enumerate(frame[spec.id])}
+        same = len(sample_ids) == len(position) == len(frame) and all(key in position for key in sample_ids)
+        if template_rows or same:
+            missing = [key for key in sample_ids if key not in position]
+            if missing:
+                raise UserError(f"{out}: the predictions have no row for {spec.id} {missing[0]} of "
+                                f"{sample_submission.name} ({len(missing)} missing)")
+            if len(position) == len(sample_ids) == len(frame):
+                frame = frame.iloc[[position[key] for key in sample_ids]].reset_index(drop=True)
+            if expected_ids is None:
+                expected_ids = sample_ids
     else:
-        header = [spec.id, spec.target]
-    ids = frame[spec.id].astype(str).to_numpy(dtype=object)
+        header = data.default_header(spec, classes)
+    ids = frame[spec.id].to_numpy(dtype=object)
     predicted = prediction_columns(spec.task, spec.target, classes)
     missing = [c for c in predicted if c not in frame.columns]
     if missing:
         raise UserError(f"{out}: the predictions have no column {missing[0]!r}")
     values = frame[predicted].to_numpy(dtype=np.float64)
-    if spec.submission == "probabilities":
+    if spec.submission == "probabilities" and spec.task == "binary":
+        by_class = {str(classes[0]): 1.0 - values[:, 0], str(classes[1]): values[:, 0]}
+        submission = pd.DataFrame({c: by_class[c] for c in header[1:]})
+    elif spec.submission == "probabilities":
         submission = pd.DataFrame({c: values[:, predicted.index(c)] for c in header[1:]})
     elif spec.submission == "label":
         chosen = metrics.decide(values[:, 0] if spec.task == "binary" else values)
