@@ -22,9 +22,9 @@ import tempfile
 import time
 import zipfile
 from datetime import datetime
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
-from . import competition as competitions, leaderboard, paths, runs
+from . import archives, competition as competitions, leaderboard, paths, runs
 from .errors import UserError
 from .leaderboard import submission_message  # noqa: F401  (kaggle.submission_message: what an upload says)
 
@@ -191,20 +191,14 @@ def has_data(name: str, folder: Path) -> bool:
     return competitions.load(name).data.has_data(folder)
 
 
-def _safe_member(archive: Path, member: str) -> PurePosixPath | None:
-    """The member's relative path, None for what is skipped, UserError for a path escaping the folder."""
-    path = PurePosixPath(member.replace("\\", "/"))
-    if path.is_absolute() or ".." in path.parts or re.match(r"^[A-Za-z]:", member):
-        raise UserError(f"{archive}: refusing member {member!r} (absolute path or '..')")
-    if "__MACOSX" in path.parts or path.name.startswith("."):
-        return None
-    return path
+_safe_member = archives.safe_member   # the rules for the members of every archive unpacked here
 
 
 def unpack(name: str, downloaded: Path, stage: Path) -> list[str]:
-    """Kaggle's archive(s) in `downloaded` -> files in `stage`. Archives are extracted one
-    level (zips inside them, like Dogs vs. Cats' train.zip, are kept); other files are
-    moved as they are. Returns the top-level names in `stage`."""
+    """Kaggle's archive(s) in `downloaded` -> files in `stage`. Zips are extracted one level (zips
+    inside them, like Dogs vs. Cats' train.zip, are kept); 7z archives at the top level of the
+    download or of its zip (CIFAR-10's train.7z and test.7z) are extracted too, into `stage`, and
+    removed once unpacked; other files are moved as they are. Returns the top-level names in `stage`."""
     keep = competitions.load(name).data.keep_zipped
     stage.mkdir(parents=True, exist_ok=True)
     for item in sorted(downloaded.iterdir()):
@@ -227,7 +221,22 @@ def unpack(name: str, downloaded: Path, stage: Path) -> list[str]:
                 raise UserError(f"{item.name} from Kaggle is not a readable zip ({exc}); run `make data` again") from None
         else:
             shutil.move(str(item), str(stage / item.name))
+    for item in sorted(stage.iterdir()):
+        if item.is_file() and archives.is_7z(item) and item.name not in keep:
+            _unpack_7z(item, stage)
     return sorted(p.name for p in stage.iterdir())
+
+
+def _unpack_7z(item: Path, stage: Path) -> None:
+    """One 7z archive of the download extracted into the stage, then removed."""
+    try:
+        count = archives.extract(item, stage)
+    except archives.Unreadable as exc:
+        raise UserError(f"{item.name}: not a readable 7z archive ({exc}); run `make data` again") from None
+    except OSError as exc:
+        raise UserError(f"cannot unpack {item.name} into {stage}: {exc.strerror or exc}") from None
+    item.unlink()
+    print(f"unpacked {item.name} ({count} files)", flush=True)
 
 
 def download(name: str, target: Path | None = None) -> list[str]:
@@ -268,7 +277,10 @@ def ensure_data(name: str) -> None:
     folder = paths.data_dir(name)
     if has_data(name, folder):
         return
-    title = competitions.load(name).title
+    found = competitions.load(name)
+    if not found.kaggle_slug:   # a spec without `kaggle:`: nothing to download, the user brings the files
+        raise paths.no_data_error(name, folder, on_kaggle=False)
+    title = found.title
     try:
         download(name, folder)
     except UserError as exc:

@@ -435,3 +435,23 @@ def test_a_spec_without_a_kaggle_slug_is_not_downloaded(standin, home, tmp_path,
     spec.write_text("name: local\nkind: tabular\nid: Id\ntarget: y\ntask: regression\nmetric: rmse\n")
     assert main(["prepare", str(spec)]) == 2
     assert "kaggle" in capsys.readouterr().err.lower() and standin.calls() == []
+
+
+def test_make_data_unpacks_cifars_7z_archives(standin, home, tmp_path, capsys):
+    """CIFAR-10's download is a zip of train.7z, test.7z and two CSVs: `make data` leaves train/ and
+    test/ of PNGs in data/cifar-10/ (no .7z, no temporary folder) and prepare reads them from there."""
+    from test_archives import cifar_download
+
+    members = cifar_download(tmp_path / "kaggle")
+    standin.replies(download={"zip": make_zip(tmp_path / "cifar-10.zip", members)})
+    assert main(["prepare", "cifar-10", "--workers", "0", "--set", "threads=1"]) == 0
+    assert standin.calls()[0][:4] == ["competitions", "download", "-c", "cifar-10"]
+    target = home / "data" / "cifar-10"
+    assert sorted(p.name for p in target.iterdir()) == ["cache", "sampleSubmission.csv", "test", "train",
+                                                        "trainLabels.csv"]
+    assert len(list((target / "train").glob("*.png"))) == 6 and len(list((target / "test").glob("*.png"))) == 4
+    assert [p.name for p in (home / "data").iterdir()] == ["cifar-10"]
+    out = capsys.readouterr().out
+    assert "unpacked test.7z (4 files)\nunpacked train.7z (6 files)\n" in out
+    assert (f"unpacked into {target}: sampleSubmission.csv, test, train, trainLabels.csv" in out
+            and f"ready in {target}" in out)
