@@ -51,7 +51,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import atomic, kfold, paths, report, runs
+from . import atomic, hints, kfold, paths, report, runs
 from .competition import BlendSpace, Competition, load as load_competition
 from .errors import UserError
 from .folds import load_folds
@@ -404,7 +404,7 @@ def command(args) -> int:
     print(f"best member CV {best:.5f}; blend CV {row['cv']:.5f}{how}")
     report.write_after_training(out["run_dir"])
     if (out["run_dir"] / "test_predictions.csv").exists():
-        print(f"next: make submit COMP={args.competition} RUN={out['run_dir'].name}")
+        print(f"next: {hints.submit(args.competition, out['run_dir'].name)}")
     return 0
 
 
@@ -436,8 +436,8 @@ class _Plan:
 
 def _rerun(competition: str, name: str, values: dict) -> str:
     members = " ".join(values.get("members") or ["RUN1", "RUN2"])
-    return (f"python -m pipelines blend {competition} {members} --method {values.get('method', DEFAULT_METHOD)} "
-            f"--name {name} --restart")
+    return hints.pipelines(f"blend {competition} {members} --method {values.get('method', DEFAULT_METHOD)} "
+                           f"--name {name} --restart")
 
 
 def _portable(run_dir: Path) -> str:

@@ -7,7 +7,7 @@ import errno
 import os
 import sys
 
-from . import __version__, competition, distributed, leaderboard
+from . import __version__, competition, distributed, hints, leaderboard
 from .errors import UserError
 
 VERBS = {
@@ -91,7 +91,7 @@ def _device(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m pipelines", description="Kaggle competitions from raw download to a scored submission.",
-        epilog=f"COMPETITION: {competition_help()}. `python -m pipelines VERB --help` lists a verb's options.")
+        epilog=f"COMPETITION: {competition_help()}. `{hints.pipelines('VERB --help')}` lists a verb's options.")
     parser.add_argument("--version", action="version", version=f"pipelines {__version__}")
     verbs = parser.add_subparsers(dest="verb", metavar="VERB")
     for verb, text in VERBS.items():
@@ -187,8 +187,8 @@ def _main(argv: list[str] | None) -> int:
                         raise
             if args.public:
                 if not name:
-                    raise UserError("leaderboard --public needs a COMPETITION: python -m pipelines leaderboard "
-                                    "COMPETITION --public")
+                    raise UserError(f"leaderboard --public needs a COMPETITION: "
+                                    f"{hints.pipelines('leaderboard COMPETITION --public')}")
                 from . import compare
                 print("\n".join(compare.public_vs_cv(name, config=args.config)))
                 return 0

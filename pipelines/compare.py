@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import leaderboard, paths, runs
+from . import hints, leaderboard, paths, runs
 from .errors import UserError
 from .report import save, subplots
 
@@ -66,7 +66,7 @@ def load_runs(competition: str, specs: list[str]) -> list[Run]:
     """The runs to compare, each checked: finished (run.json), of this competition, named once."""
     if len(specs) < 2:
         raise UserError(f"compare needs at least 2 runs of {competition}, got {len(specs)}: "
-                        f"python -m pipelines compare {competition} RUN RUN [RUN ...]")
+                        f"{hints.pipelines(f'compare {competition} RUN RUN [RUN ...]')}")
     loaded: list[Run] = []
     for spec in specs:
         name = runs.resolve_run(competition, spec)
@@ -291,8 +291,8 @@ def public_vs_cv(competition: str, config: str | None = None) -> list[str]:
     if len(scored) < 2:
         return [f"{len(scored)} of the {len(rows)} submitted run(s) of {competition}{of} have a public score: "
                 f"comparing CV with the public board needs at least 2; upload with "
-                f"`python -m pipelines submit {competition} --run RUN --kaggle`, read new scores with "
-                f"`python -m pipelines kaggle-scores {competition}`"]
+                f"`{hints.submit(competition, 'RUN', kaggle=True)}`, read new scores with "
+                f"`{hints.pipelines(f'kaggle-scores {competition}')}`"]
     gib = bool(scored[0].get("greater_is_better"))
     metric = scored[0].get("metric", "")
     cv = np.array([float(r["cv"]) for r in scored])

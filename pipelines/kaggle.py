@@ -24,7 +24,7 @@ import zipfile
 from datetime import datetime
 from pathlib import Path
 
-from . import archives, competition as competitions, leaderboard, paths, runs
+from . import archives, competition as competitions, hints, leaderboard, paths, runs
 from .errors import UserError
 from .leaderboard import submission_message  # noqa: F401  (kaggle.submission_message: what an upload says)
 
@@ -218,7 +218,7 @@ def unpack(name: str, downloaded: Path, stage: Path) -> list[str]:
                         with archive.open(info) as source, open(out, "wb") as target:
                             shutil.copyfileobj(source, target, 1 << 20)
             except (zipfile.BadZipFile, OSError) as exc:
-                raise UserError(f"{item.name} from Kaggle is not a readable zip ({exc}); run `make data` again") from None
+                raise UserError(f"{item.name} from Kaggle is not a readable zip ({exc}); download it again by rerunning the same command") from None
         else:
             shutil.move(str(item), str(stage / item.name))
     for item in sorted(stage.iterdir()):
@@ -232,7 +232,7 @@ def _unpack_7z(item: Path, stage: Path) -> None:
     try:
         count = archives.extract(item, stage)
     except archives.Unreadable as exc:
-        raise UserError(f"{item.name}: not a readable 7z archive ({exc}); run `make data` again") from None
+        raise UserError(f"{item.name}: not a readable 7z archive ({exc}); download it again by rerunning the same command") from None
     except OSError as exc:
         raise UserError(f"cannot unpack {item.name} into {stage}: {exc.strerror or exc}") from None
     item.unlink()
@@ -285,7 +285,7 @@ def ensure_data(name: str) -> None:
         download(name, folder)
     except UserError as exc:
         raise UserError(f"no {title} data in {folder}: {exc}; or use a copy you downloaded yourself: "
-                        f"`make data COMP={name} DATA=DIR` (--data DIR)") from None
+                        f"`{hints.prepare(name, 'DIR')}`") from None
 
 
 # --------------------------------------------------------------------------- submissions
@@ -366,7 +366,7 @@ def _report(name: str, run: str, row: dict | None) -> str:
     if row and row["status"] == "error":
         return f"Kaggle could not score {run} (status error); see https://www.kaggle.com/c/{slug(name)}/submissions"
     return (f"Kaggle has not scored {run} yet; read the score later with "
-            f"`python -m pipelines kaggle-scores {name}`")
+            f"`{hints.pipelines(f'kaggle-scores {name}')}`")
 
 
 def submit(name: str, run: str, out: str | None = None, wait: float = 0.0) -> dict | None:
@@ -406,7 +406,7 @@ def submit(name: str, run: str, out: str | None = None, wait: float = 0.0) -> di
                "status": "pending", "public": None, "private": None}
     _record(name, record["run"], row)
     scored = row["public"] is not None
-    print(_report(name, record["run"], row) + (" (recorded; see `make leaderboard`)" if scored else ""))
+    print(_report(name, record["run"], row) + (f" (recorded; see `{hints.make_or_cli('leaderboard', 'leaderboard')}`)" if scored else ""))
     return row
 
 
@@ -435,7 +435,7 @@ def refresh(name: str) -> int:
         else:  # submitted before the run was retrained (--restart): not the score of what is there now
             print(f"{run}: its newest Kaggle submission ({row['description']}) was made from an earlier "
                   f"training of this run, not the one on the leaderboard; upload this one with "
-                  f"`make submit COMP={name} RUN={run} KAGGLE=1`")
+                  f"`{hints.submit(name, run, kaggle=True)}`")
     if not latest:
         print(f"no submission of this project's runs found on Kaggle for {slug(name)}")
     print(f"{recorded} update(s) recorded in {paths.registry_path()} at {datetime.now():%H:%M:%S}")

@@ -76,10 +76,12 @@ def find_run(competition: str, run: str) -> Path:
 
 
 def no_data_error(competition: str, folder: Path, on_kaggle: bool) -> UserError:
+    from . import hints
+
     """What to do when data/<competition>/ holds no data: download it (a Kaggle competition), or copy
     the user's own files there; either way, or train with --data DIR."""
     if on_kaggle:
-        how = f"run `python -m pipelines prepare {competition}` (Kaggle download)"
+        how = f"run `{hints.prepare(competition)}` (Kaggle download)"
     else:
-        how = f"copy your files there with `python -m pipelines prepare {competition} --data DIR`"
+        how = f"copy your files there with `{hints.prepare(competition, 'DIR')}`"
     return UserError(f"no {competition} data in {folder}: {how}, or pass --data DIR")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import atomic, competition
+from . import atomic, competition, hints
 from .errors import UserError
 from .paths import REPORT_FOLDER as FOLDER, report_path  # noqa: F401  (where a run's report.md is)
 
@@ -213,7 +213,7 @@ def write_after_training(run_dir: str | Path) -> Path | None:
         path = write(run_dir)
     except Exception as exc:  # the run is already recorded; the report can be rewritten with `report`
         print(f"warning: run report not written ({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); "
-              f"the run is fine; retry with `python -m pipelines report {Path(run_dir).parent.name} --run {Path(run_dir).name}`",
+              f"the run is fine; retry with `{hints.pipelines(f'report {Path(run_dir).parent.name} --run {Path(run_dir).name}')}`",
               file=sys.stderr)
         return None
     print(f"report: {path}")

@@ -48,7 +48,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from . import atomic, competition, kfold, paths, resume, runs
+from . import atomic, competition, hints, kfold, paths, resume, runs
 from .errors import UserError
 
 SWEEPS = "sweeps"
@@ -565,8 +565,8 @@ def command(args) -> int:
               f"mean {summary['runner_up_rerun_mean']:.5f}")
     print(_verdict(summary))
     print(f"wrote {sweep_dir(comp.name, name) / SUMMARY}")
-    print(f"next: python -m pipelines compare {comp.name} {summary['winner']} "
-          f"{summary['runner_up'] or ''}".rstrip())
+    rest = f"compare {comp.name} {summary['winner']} {summary['runner_up'] or ''}".rstrip()
+    print(f"next: {hints.pipelines(rest)}")
     return 0
 
 

@@ -137,7 +137,7 @@ def test_unpack_says_a_damaged_7z_in_one_line(tmp_path):
         zf.writestr("train.7z", b"7z")
     with pytest.raises(UserError) as exc:
         kaggle.unpack("cifar-10", downloaded, tmp_path / "stage")
-    assert one_line(exc) == "train.7z: not a readable 7z archive (Bad7zFile: not a 7z file); run `make data` again"
+    assert one_line(exc) == "train.7z: not a readable 7z archive (Bad7zFile: not a 7z file); download it again by rerunning the same command"
 
 
 # --------------------------------------------------------------------------- prepare --data DIR: locate

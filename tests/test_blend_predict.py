@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines import blend, runs
+from pipelines import blend, hints, runs
 from pipelines.cli import main
 
 HOUSE, DOGS = "house-prices", "dogs-vs-cats"
@@ -189,7 +189,7 @@ def test_a_blend_made_before_predict_says_to_rerun_it(house_copy, house_data, tm
     assert _predict(HOUSE, "b-weights", house_data / "test.csv", tmp_path / "p.csv") == 2
     err = _one_line_error(capsys)
     assert "blend b-weights was made before" in err and "member_training_ids" in err
-    assert f"python -m pipelines blend {HOUSE} mlp lasso --method weights --name b-weights --restart" in err
+    assert hints.pipelines(f"blend {HOUSE} mlp lasso --method weights --name b-weights --restart") in err
 
 
 def test_dogs_refuses_a_deleted_member(dogs_home, dogs_data, tmp_path, monkeypatch, capsys):

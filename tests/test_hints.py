@@ -2,9 +2,10 @@
 been used by its path (pipelines/specs.py).
 
 Each hint (a `next: ...` line, or a command in backquotes inside a message) is collected from what
-the command printed and run in a new process, the way a user would paste it: `python -m pipelines
-...` with this Python, `make ...` with the repository's Makefile. Placeholders in a hint (DIR) are
-the one thing filled in. A new process matters: a name that only the process that loaded the spec
+the command printed and run in a new process, word for word, from the folder it was printed in, the
+way a user would paste it (pipelines/hints.py: the interpreter as that folder reaches it; `make`
+targets only where the project's Makefile is). Placeholders in a hint (DIR) are the one thing
+filled in. A new process matters: a name that only the process that loaded the spec
 knows would pass in-process and fail for the user.
 """
 
@@ -25,7 +26,7 @@ from pipelines.cli import main
 from tabular_data import layout
 
 ROOT = Path(__file__).resolve().parent.parent
-HINT = re.compile(r"next: (.+?)\s*$|`((?:python -m pipelines|make) [^`]+)`", re.M)
+HINT = re.compile(r"next: (.+?)\s*$|`((?:\S*python\S* -m pipelines|make) [^`]+)`", re.M)
 
 pytestmark = pytest.mark.usefixtures("own_registry")
 
@@ -34,21 +35,30 @@ def hints(text: str) -> list[str]:
     return [a or b for a, b in HINT.findall(text)]
 
 
-def paste(hint: str, home: Path, fill: dict[str, str] | None = None, tmp: Path | None = None) -> subprocess.CompletedProcess:
-    """Run a printed hint as a user would, in a new process under the same PIPELINES_HOME."""
+def paste(hint: str, cwd: Path, home: Path, fill: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run a printed hint as a user would, word for word, from the folder it was printed in and
+    under the same PIPELINES_HOME. `make` also gets PY and STAMP: its setup step is done (this
+    Python is installed), which a user's `make` finds for itself."""
     argv = [(fill or {}).get(word, word) for word in shlex.split(hint)]
-    if argv[:3] == ["python", "-m", "pipelines"]:
-        command = [sys.executable, "-m", "pipelines", *argv[3:]]
-    elif argv[0] == "make":
-        stamp = (tmp or home) / "installed.stamp"   # make's setup step is done: this Python is installed
+    if argv[0] == "make":
+        stamp = home / "installed.stamp"
         stamp.touch()
-        command = ["make", "-s", "-C", str(ROOT), *argv[1:], f"PY={sys.executable}", f"STAMP={stamp}"]
+        argv += [f"PY={sys.executable}", f"STAMP={stamp}"]
     else:
-        raise AssertionError(f"not a hint this test can run: {hint}")
+        assert argv[1:3] == ["-m", "pipelines"], f"not a pipelines command: {hint}"
     env = {**os.environ, "PIPELINES_HOME": str(home), "PIPELINES_QUIET": "1"}
-    done = subprocess.run(command, cwd=home, env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, f"hint {hint!r} failed ({done.returncode}): {done.stderr.strip()[-500:]}"
     return done
+
+
+def python_here(cwd: Path) -> str:
+    """How a hint printed in cwd spells this interpreter (pipelines.hints.python, seen from cwd)."""
+    here = Path(sys.executable).absolute()
+    try:
+        return str(here.relative_to(cwd))
+    except ValueError:
+        return str(here)
 
 
 def run(capsys, *argv) -> tuple[int, str]:
@@ -62,40 +72,45 @@ def churn(tmp_path_factory):
     return layout("churn", tmp_path_factory.mktemp("tables") / "churn", rows=400)
 
 
-def test_a_spec_used_once_by_path_is_known_by_name_and_its_hints_run(home, churn, capsys, tmp_path):
+def test_a_spec_used_once_by_path_is_known_by_name_and_its_hints_run(home, churn, capsys, monkeypatch):
     spec = churn.spec_path
+    monkeypatch.chdir(home)
+    py = f"{python_here(home)} -m pipelines"
     # train before the data is there: the hint says how to bring it, by the competition's name
     code, said = run(capsys, "train", spec, "--config", "linear")
     assert code == 2 and "no churn data" in said
     prepare = [h for h in hints(said) if " prepare " in h]
-    assert prepare == ["python -m pipelines prepare churn --data DIR"], said
-    paste(prepare[0], home, {"DIR": str(churn.folder)})
+    assert prepare == [f"{py} prepare churn --data DIR"], said
+    paste(prepare[0], home, home, {"DIR": str(churn.folder)})
     assert (home / "data" / "churn" / "train.csv").exists()
 
     # from here on the name alone, each command a new process
-    trained = paste("python -m pipelines train churn --config linear --name lin", home)
+    trained = paste(f"{py} train churn --config linear --name lin", home, home)
     (submit,) = hints(trained.stdout)
-    assert submit == "python -m pipelines submit churn --run lin"
-    paste(submit, home)
+    assert submit == f"{py} submit churn --run lin"
+    paste(submit, home, home)
     assert len(pd.read_csv(home / "submissions" / "churn" / "lin.csv")) == churn.test_rows
 
-    paste("python -m pipelines train churn --config lightgbm --name lgb", home)
-    blended = paste("python -m pipelines blend churn lin lgb --method weights --name both", home)
-    (make_submit,) = hints(blended.stdout)
-    assert make_submit == "make submit COMP=churn RUN=both"
-    paste(make_submit, home, tmp=tmp_path)
-    assert (home / "submissions" / "churn" / "both.csv").exists()
+    paste(f"{py} train churn --config lightgbm --name lgb", home, home)
+    blended = paste(f"{py} blend churn lin lgb --method weights --name both", home, home)
+    assert hints(blended.stdout) == [f"{py} submit churn --run both"]
+    # in the project folder, where the Makefile is, the same step is offered as a make target
+    in_project = paste(f"{py} blend churn lin lgb --method mean --name mean", ROOT, home)
+    (make_submit,) = hints(in_project.stdout)
+    assert make_submit == "make submit COMP=churn RUN=mean"
+    paste(make_submit, ROOT, home)
+    assert (home / "submissions" / "churn" / "mean.csv").exists()
 
-    swept = paste("python -m pipelines sweep churn --config lightgbm --trials 2 --search num_leaves=4:16", home)
+    swept = paste(f"{py} sweep churn --config lightgbm --trials 2 --search num_leaves=4:16", home, home)
     (compare,) = hints(swept.stdout)
-    assert compare.startswith("python -m pipelines compare churn ")
-    paste(compare, home)
+    assert compare.startswith(f"{py} compare churn ")
+    paste(compare, home, home)
 
-    for command in ("python -m pipelines leaderboard churn", "python -m pipelines report churn --run both",
-                    f"python -m pipelines predict churn --run both --test {churn.folder / 'test.csv'} "
-                    f"--out {home / 'again.csv'}",
-                    "make leaderboard COMP=churn", "make train COMP=churn EXP=linear ARGS=--folds=0"):
-        paste(command, home, tmp=tmp_path)
+    for command in (f"{py} leaderboard churn", f"{py} report churn --run both",
+                    f"{py} predict churn --run both --test {churn.folder / 'test.csv'} --out {home / 'again.csv'}"):
+        paste(command, home, home)
+    for command in ("make leaderboard COMP=churn", "make train COMP=churn EXP=linear ARGS=--folds=0"):
+        paste(command, ROOT, home)
     assert len(pd.read_csv(home / "again.csv")) == churn.test_rows
 
 
@@ -129,14 +144,21 @@ def test_a_remembered_spec_that_moved_is_one_line(home, churn, capsys, tmp_path)
     assert f"its spec {moved} (remembered from an earlier use by path) is gone" in done.stderr
 
 
-def test_builtin_hints_run(home, house_data, capsys, tmp_path):
+def test_builtin_hints_run(home, house_data, capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)   # where a user runs make: the hints are make targets
     code, said = run(capsys, "train", "house-prices", "--config", "d2l-linear", "--data", house_data, "--name",
                      "lin", "--set", "folds=2", "--device", "cpu")
     assert code == 0
     (submit,) = hints(said)
     assert submit == "make submit COMP=house-prices RUN=lin"
-    paste(submit, home, tmp=tmp_path)
+    paste(submit, ROOT, home)
     assert (home / "submissions" / "house-prices" / "lin.csv").exists()
+    monkeypatch.chdir(home)   # elsewhere: the command line, with the interpreter as seen from there
+    code, said = run(capsys, "train", "house-prices", "--config", "d2l-linear", "--data", house_data, "--name",
+                     "lin2", "--set", "folds=2", "--device", "cpu")
+    (submit,) = hints(said)
+    assert submit == f"{python_here(home)} -m pipelines submit house-prices --run lin2"
+    paste(submit, home, home)
 
 
 def test_the_command_line_itself(home, capsys):

@@ -16,6 +16,7 @@ import pytest
 import yaml
 from PIL import Image, ImageDraw
 
+from pipelines import hints
 from pipelines.errors import UserError
 from pipelines.images import data, digits, spec as specs, task
 from pipelines.images.cli import ImageSpecVerbs, verbs as spec_verbs
@@ -382,7 +383,7 @@ def test_prepare_links_the_data_and_train_finds_it(home, cifar, capsys):
     overrides = [f"{key}={value}" for key, value in CNN_FAST.items()]
     assert verbs.train(argparse.Namespace(set=overrides, name="v1", device="cpu")) == 0
     printed = capsys.readouterr().out
-    assert "CV accuracy" in printed and "next: python -m pipelines submit cifar-10 --run v1" in printed
+    assert "CV accuracy" in printed and f"next: {hints.submit('cifar-10', 'v1')}" in printed
     assert (home / "runs" / "cifar-10" / "v1" / "report" / "report.md").exists()
     assert verbs.submit(argparse.Namespace(run="v1")) == 0
     assert (home / "submissions" / "cifar-10" / "v1.csv").exists()

@@ -20,6 +20,7 @@ import pandas as pd
 import pytest
 
 from pipelines import kaggle, leaderboard
+from pipelines import hints
 from pipelines.cli import main
 from pipelines.errors import UserError
 
@@ -152,7 +153,7 @@ def test_missing_credentials_say_exactly_what_to_do(standin, monkeypatch, capsys
     assert "https://www.kaggle.com/settings/api" in err and "~/.kaggle/kaggle.json" in err
     assert "KAGGLE_USERNAME and KAGGLE_KEY" in err
     assert f"https://www.kaggle.com/c/{HOUSE_SLUG}/rules" in err
-    assert "make data COMP=house-prices DATA=DIR" in err
+    assert hints.prepare("house-prices", "DIR") in err
     assert standin.calls() == []                                   # nothing was run without credentials
 
 
@@ -298,7 +299,7 @@ def test_submit_pending_then_kaggle_scores_reads_it_later(standin, home, capsys)
     standin.replies(submit=SUBMIT_15, submissions=listing_15(MESSAGE, "pending", "None"))
     assert main(["submit", "house-prices", "--run", "mlp-1", "--kaggle"]) == 0
     out = capsys.readouterr().out
-    assert "not scored mlp-1 yet" in out and "python -m pipelines kaggle-scores house-prices" in out
+    assert "not scored mlp-1 yet" in out and hints.pipelines("kaggle-scores house-prices") in out
     assert public_cell() == "pending"
     standin.replies(submissions=listing_15(MESSAGE, "complete", "0.12901"))
     assert main(["kaggle-scores", "house-prices"]) == 0

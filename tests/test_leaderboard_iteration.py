@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from iteration_runs import HOUSE, trained, copy_home, toy_run, train_runs
-from pipelines import competition, config, leaderboard, specs
+from pipelines import competition, config, hints, leaderboard, specs
 from pipelines.cli import main
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -239,4 +239,4 @@ def test_public_with_fewer_than_two_scores_says_so(home, capsys):
 def test_public_needs_a_competition(home, capsys):
     code, out, err = cli(capsys, "leaderboard", "--public")
     assert code == 2 and err.strip() == ("error: leaderboard --public needs a COMPETITION: "
-                                         "python -m pipelines leaderboard COMPETITION --public")
+                                         + hints.pipelines("leaderboard COMPETITION --public"))

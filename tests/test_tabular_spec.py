@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from conftest import ROOT
-from pipelines import checkpoint
+from pipelines import checkpoint, hints
 from pipelines.errors import UserError
 from pipelines.tabular import data, metrics, models, spec as specs, task
 from pipelines.tabular.cli import SpecVerbs
@@ -144,7 +144,7 @@ def test_spec_verbs_prepare_and_train_with_the_default_config(home, tables, caps
     assert sorted(p.name for p in (home / "data" / "churn").iterdir()) == sorted([data.SAMPLE, data.TEST, data.TRAIN])
     assert verbs.train(argparse.Namespace(set=["n_estimators=30"], folds="0,2", name="v", device="cpu")) == 0
     out = capsys.readouterr().out
-    assert "run:  v" in out and "CV auc:" in out and "next: python -m pipelines submit churn --run v" in out
+    assert "run:  v" in out and "CV auc:" in out and f"next: {hints.submit('churn', 'v')}" in out
     run = json.loads((home / "runs" / "churn" / "v" / "run.json").read_text())
     folds = json.loads((home / "runs" / "churn" / "v" / "metrics.json").read_text())["folds"]
     assert run["config"] == task.DEFAULT_CONFIG and [f["fold"] for f in folds] == [0, 2]

@@ -13,7 +13,7 @@ import os
 import shutil
 from pathlib import Path
 
-from .. import atomic, config as configs, paths, report, runs
+from .. import atomic, config as configs, hints, paths, report, runs
 from ..errors import UserError
 from ..kfold import parse_fold_list
 from ..training import quiet
@@ -122,7 +122,7 @@ class ImageSpecVerbs:
     def train(self, args) -> int:
         out = self._train(args)
         if out is not None and (out["run_dir"] / "test_predictions.csv").exists():
-            print(f"next: python -m pipelines submit {self.spec.name} --run {out['run_dir'].name}")
+            print(f"next: {hints.submit(self.spec.name, out['run_dir'].name)}")
         return 0
 
     def _template(self, run: dict, rows: str | None = None) -> Path | None:
@@ -153,7 +153,7 @@ class ImageSpecVerbs:
         run = runs.load_run(run_dir)
         if not (run_dir / "test_predictions.csv").exists():
             raise UserError(f"{run_dir}: the run has no test predictions (no {self.spec.test_images}/ folder when it "
-                            f"trained?); use `python -m pipelines predict {self.spec.name} --run {run_dir.name} "
+                            f"trained?); use `{hints.pipelines(f'predict {self.spec.name} --run {run_dir.name}')} "
                             f"--test DIR --out FILE`")
         frame = task.read_predictions(run_dir / "test_predictions.csv", self.spec)
         sample = self._template(run)

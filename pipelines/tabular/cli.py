@@ -10,7 +10,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from .. import atomic, config as configs, paths, report, runs
+from .. import atomic, config as configs, hints, paths, report, runs
 from ..errors import UserError
 from ..kfold import parse_fold_list
 from . import data, task
@@ -104,7 +104,7 @@ class SpecVerbs:
     def train(self, args) -> int:
         out = self._train(args)
         if out is not None and (out["run_dir"] / "test_predictions.csv").exists():
-            print(f"next: python -m pipelines submit {self.spec.name} --run {out['run_dir'].name}")
+            print(f"next: {hints.submit(self.spec.name, out['run_dir'].name)}")
         return 0
 
     def template(self, run: dict, rows: str) -> Path | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 
-from ... import config as configs, paths, report, runs
+from ... import config as configs, hints, paths, report, runs
 from ...kfold import parse_fold_list
 from . import data, models, task
 
@@ -45,7 +45,7 @@ def train(args) -> int:
           f"(log loss {cv['log_loss_by_clip'][str(cv['best_clip'])]:.5f}; config clip {cfg.clip})")
     report.write_after_training(out["run_dir"])
     if (out["run_dir"] / "test_predictions.csv").exists():
-        print(f"next: make submit COMP={task.NAME} RUN={out['run_dir'].name}")
+        print(f"next: {hints.submit(task.NAME, out['run_dir'].name)}")
     return 0
 
 
@@ -64,8 +64,8 @@ def predict(args) -> int:
 
 def submit(args) -> int:
     run_dir, run, frame = runs.stored_test_predictions(
-        task.NAME, args.run, f"no test1/ folder when it trained?; use `python -m pipelines predict {task.NAME} "
-                             f"--run {args.run} --test DIR --out FILE`")
+        task.NAME, args.run, f"no test1/ folder when it trained?; use "
+                             f"`{hints.pipelines(f'predict {task.NAME} --run {args.run} --test DIR --out FILE')}`")
     out = runs.submission_path(task.NAME, run_dir, args.out)
     expected = frame[task.ID] if frame[task.ID].is_unique else frame[task.ID].unique()
     task.write_submission(frame, out, expected)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ... import paths
+from ... import hints, paths
 from ...errors import UserError
 from ...report import fmt, md_table, save, subplots
 from .competition import NAME
@@ -132,7 +132,7 @@ def _mistakes(scored: pd.DataFrame, labels: np.ndarray, prob: np.ndarray, run: d
     lines = md_table(["image", "true", "P(dog)", "fold"], rows) + [""]
     cache, note = _train_cache(run)
     if cache is None:
-        return lines + [f"Thumbnail grid skipped: {note}; `make prepare COMP={NAME}` builds it."]
+        return lines + [f"Thumbnail grid skipped: {note}; `{hints.prepare(NAME)}` builds it."]
     where = {key: i for i, key in enumerate(cache.keys)}
     found = [i for i in chosen if scored["key"].iloc[i] in where]
     if not found:

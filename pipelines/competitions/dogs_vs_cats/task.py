@@ -25,7 +25,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ... import atomic, checkpoint, config as configs, distributed, folds as folding, kfold, paths, resume, runs
+from ... import atomic, checkpoint, config as configs, distributed, folds as folding, hints, kfold, paths, resume, runs
 from ...device import resolve
 from ...errors import UserError
 from ...metrics import accuracy, log_loss, roc_auc
@@ -174,7 +174,7 @@ def data_source(spec: str | None) -> Path:
     if not folder.exists():
         if spec:
             raise UserError(f"{folder}: folder not found")
-        raise UserError(f"no Dogs vs. Cats data in {folder}: run `make data COMP={NAME}` (Kaggle download) "
+        raise UserError(f"no Dogs vs. Cats data in {folder}: run `{hints.prepare(NAME)}` (Kaggle download) "
                         f"or pass --data DIR (a folder with train/ and test1/, or Kaggle's zips)")
     return folder
 

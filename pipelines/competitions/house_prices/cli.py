@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ... import atomic, config as configs, paths, report, runs
+from ... import atomic, config as configs, hints, paths, report, runs
 from ...errors import UserError
 from ...kfold import parse_fold_list
 from ...metrics import rmse_log
@@ -20,8 +20,9 @@ def _data_dir(spec: str | None) -> Path:
     if not (folder / "train.csv").exists():
         if spec:
             raise UserError(f"{folder}: no train.csv there (expected Kaggle's house-prices files)")
-        raise UserError(f"no House Prices data in {folder}: run `make data COMP=house-prices` "
-                        f"(Kaggle download), pass --data DIR, or try `make all` for the built-in Ames demo")
+        raise UserError(f"no House Prices data in {folder}: run `{hints.prepare('house-prices')}` "
+                        f"(Kaggle download), pass --data DIR, or try `{hints.make_or_cli('all', 'demo house-prices')}` "
+                        f"for the built-in Ames demo")
     return folder
 
 
@@ -60,7 +61,7 @@ def _train(args, data_dir: Path, test_path: Path | None = None) -> dict | None:
 def train(args) -> int:
     out = _train(args, _data_dir(args.data))
     if out is not None and (out["run_dir"] / "test_predictions.csv").exists():
-        print(f"next: make submit COMP={task.NAME} RUN={out['run_dir'].name}")
+        print(f"next: {hints.submit(task.NAME, out['run_dir'].name)}")
     return 0
 
 
