@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from conftest import REAL_DOGS, require_real
+from pipelines import hints
 from pipelines.cli import main
 from pipelines.competitions.dogs_vs_cats import augment, models, task
 from pipelines.errors import UserError
@@ -102,7 +103,8 @@ def test_prepare_reports_skipped_files_with_reasons(home, small, tmp_path, capsy
 def test_default_data_folder_missing_is_a_clear_error(home, capsys):
     assert run_cli("prepare", "dogs-vs-cats") == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: no Dogs vs. Cats data in") and "--data" in err and "Traceback" not in err
+    assert err.startswith("error: no Dogs vs. Cats data in") and hints.prepare("dogs-vs-cats", "DIR") in err
+    assert "Traceback" not in err
 
 
 # --------------------------------------------------------------------------- models

@@ -372,7 +372,7 @@ def test_prepare_links_the_data_and_train_finds_it(home, cifar, capsys):
     verbs = ImageSpecVerbs(spec)
     with pytest.raises(UserError) as exc:
         verbs.train(argparse.Namespace())
-    assert "no cifar-10 data in" in one_line(exc) and "prepare cifar-10" in str(exc.value)
+    assert "no cifar-10 data in" in one_line(exc) and hints.prepare("cifar-10") in str(exc.value)
     assert verbs.prepare(argparse.Namespace(data=str(cifar), set=["threads=1"])) == 0
     target = home / "data" / "cifar-10"
     assert (target / "train").is_symlink() and (target / "trainLabels.csv").is_file()
