@@ -29,7 +29,8 @@ import torch
 from torch import nn
 
 from pipelines import training
-from pipelines.competitions.dogs_vs_cats import augment, data, models
+from pipelines.competitions.dogs_vs_cats import data
+from pipelines.images import augment, networks as models
 
 from . import flops
 from .common import DOGS, OUT, fmt, label_of, link_files, shared_train_files, stratified, table

@@ -70,7 +70,7 @@ def _first(log, started: float, threshold: float):
 
 def _best_threads(arch: str, size: int, width: int, batch: int = 64, steps: int = 3) -> dict[int, float]:
     """Training images/s of the model on random tensors with 1 and 2 torch threads."""
-    from pipelines.competitions.dogs_vs_cats import models
+    from pipelines.images import networks as models
 
     out = {}
     for threads in (1, 2):
@@ -135,7 +135,8 @@ def pretrained(quick: bool) -> tuple[list, str]:
 
 
 def scratch(quick: bool) -> tuple[list, str]:
-    from pipelines.competitions.dogs_vs_cats import models, task
+    from pipelines.competitions.dogs_vs_cats import task
+    from pipelines.images import networks as models
 
     threshold = 0.0 if quick else 0.85
     overrides = {"epochs": 2} if quick else None

@@ -12,7 +12,8 @@ import pytest
 import torch
 import yaml
 
-from pipelines.competitions.dogs_vs_cats import augment, task
+from pipelines.competitions.dogs_vs_cats import task
+from pipelines.images import augment
 from pipelines.errors import UserError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,7 +65,7 @@ def test_apply_is_albumentations_own_call_image_by_image():
 
 
 def test_no_code_reads_albumentations_private_random_state():
-    source = (ROOT / "pipelines" / "competitions" / "dogs_vs_cats" / "augment.py").read_text()
+    source = (ROOT / "pipelines" / "images" / "augment.py").read_text()
     code = "\n".join(line.split("#")[0] for line in source.splitlines())
     for name in ("py_random", "random_generator", "_rng", "_pipelines_exact"):
         assert not re.search(rf"\.{name}\b", code), name

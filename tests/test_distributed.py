@@ -31,7 +31,7 @@ from conftest import ROOT
 from drawn_images import write_dogs_vs_cats
 from pipelines import distributed, kfold, resume, train_state, training
 from pipelines.cli import main
-from pipelines.competitions.dogs_vs_cats import augment, device_cache
+from pipelines.images import augment, device_cache
 from pipelines.competitions.house_prices import task as house
 from pipelines.errors import UserError
 from pipelines.training import TrainSettings

@@ -16,7 +16,8 @@ import torch
 from conftest import REAL_DOGS, require_real
 from pipelines import hints
 from pipelines.cli import main
-from pipelines.competitions.dogs_vs_cats import augment, models, task
+from pipelines.competitions.dogs_vs_cats import task
+from pipelines.images import augment, networks as models
 from pipelines.errors import UserError
 
 def _has_package() -> bool:

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from conftest import REAL_DOGS, require_real
-from pipelines.competitions.dogs_vs_cats import pretrained as P
+from pipelines.images import pretrained as P
 from pipelines.errors import UserError
 
 timm = pytest.importorskip("timm")

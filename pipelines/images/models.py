@@ -1,6 +1,6 @@
 """Networks and heads with `num_classes` outputs.
 
-Networks (recipe: train) are Dogs vs. Cats' registry (pipelines/competitions/dogs_vs_cats/models.py:
+Networks (recipe: train) are Dogs vs. Cats' registry (pipelines/images/networks.py:
 lenet, lenet-modern, cnn-small, or any timm name) with the classifier sized for the competition:
 its registry networks end in a 2-way nn.Linear, replaced here by a num_classes-way one; timm
 networks are made with num_classes directly. Heads (recipe: features) map frozen pooled features
@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..competitions.dogs_vs_cats import models as dogs_models
-from ..competitions.dogs_vs_cats import pretrained as P
+from . import networks as dogs_models
+from . import pretrained as P
 from ..errors import UserError
 
 known = dogs_models.known

@@ -39,8 +39,8 @@ import torch
 from torch import nn
 
 from .. import atomic, checkpoint, config as configs, distributed, folds as folding, kfold, paths, resume, runs
-from ..competitions.dogs_vs_cats import augment, features
-from ..competitions.dogs_vs_cats import pretrained as P
+from . import augment, features
+from . import pretrained as P
 from ..device import cpu_threads, resolve
 from ..errors import UserError
 from ..progress import bar as progress_bar, fold_label

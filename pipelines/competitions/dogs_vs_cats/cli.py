@@ -7,7 +7,8 @@ from pathlib import Path
 
 from ... import config as configs, hints, paths, report, runs
 from ...kfold import parse_fold_list
-from . import data, models, task
+from ...images import networks as models
+from . import data, task
 
 
 def _config(args) -> task.DogsConfig:

@@ -5,7 +5,7 @@ Two recipes share the engine, the checkpoints and the run record:
   * ``recipe: train``: the whole network (LeNet, modern LeNet, any timm architecture from
     scratch or pretrained) trained by training.fit on augmented batches of the uint8 cache.
   * ``recipe: features``: a pretrained backbone stays frozen; its features are computed once
-    as a stage (features.py, flip TTA included) and a head is fitted per fold: logistic
+    as a stage (pipelines/images/features.py, flip TTA included) and a head is fitted per fold: logistic
     regression, a small MLP, or ``tail`` (the backbone's blocks after ``block``, fine-tuned
     on the cached activations, plus the classifier).
 Predictions are P(dog), averaged over the flip views and the folds, clipped to
@@ -31,8 +31,9 @@ from ...errors import UserError
 from ...metrics import accuracy, log_loss, roc_auc
 from ...progress import bar as progress_bar, fold_label
 from ...training import Resume, TrainSettings, fit, quiet, seed_everything
-from . import augment, data, device_cache, features, models
-from . import pretrained as P
+from ...images import augment, device_cache, features, networks as models
+from ...images import pretrained as P
+from . import data
 from .competition import DOGS_VS_CATS, ID, METRIC, NAME, SUBMISSION, TARGET
 
 DEFAULT_CONFIG = DOGS_VS_CATS.default_config  # best measured: 5-fold CV log loss 0.02602, accuracy 99.10% (docs/results.md)
@@ -265,7 +266,7 @@ def predict_images(model: nn.Module, images: np.ndarray, norm: dict, device, bat
                    tta_flip: bool, desc: str | None = None) -> np.ndarray:
     """P(dog) for uint8 images (N, S, S, 3); with tta_flip the mean over the image and its mirror.
     With desc, progress output (progress.py: a bar on a terminal, a heartbeat in a log; none under CI
-    or --quiet). `images` may be the device cache (a uint8 tensor, device_cache.py): then the batches
+    or --quiet). `images` may be the device cache (a uint8 tensor, pipelines/images/device_cache.py): then the batches
     are made on its device."""
     bar = progress_bar(total=len(images) * (2 if tta_flip else 1), desc=desc, unit="img",
                        disable=desc is None or not distributed.is_main())

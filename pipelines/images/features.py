@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ... import atomic
-from ...errors import UserError
-from ...training import quiet
+from .. import atomic
+from ..errors import UserError
+from ..training import quiet
 from . import pretrained as P
 
 FEATURES = "features.npy"

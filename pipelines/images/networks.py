@@ -11,7 +11,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ...errors import UserError
+from ..errors import UserError
 from . import pretrained as P
 
 NUM_CLASSES = 2

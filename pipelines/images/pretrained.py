@@ -579,7 +579,7 @@ def _progress_fn(progress: bool | Callable[[int, int], None] | None) -> Callable
         return progress
     if not progress:
         return lambda done, total: None
-    from ...progress import bar  # a bar on a terminal, a heartbeat in a log (progress.py), on stderr
+    from ..progress import bar  # a bar on a terminal, a heartbeat in a log (progress.py), on stderr
     shown: list = []
 
     def report(done: int, total: int) -> None:

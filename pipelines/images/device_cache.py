@@ -19,7 +19,7 @@ import warnings
 import numpy as np
 import torch
 
-from ...errors import UserError
+from ..errors import UserError
 
 CHUNK_BYTES = 256 << 20     # host-to-device copies of the cache, this large each
 FREE_FRACTION = 0.5         # auto: the cache may take up to this share of the GPU's free memory

@@ -25,7 +25,7 @@ from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 import numpy as np
 import torch
 
-from ...errors import UserError
+from ..errors import UserError
 
 T = TypeVar("T")
 U = TypeVar("U")
