@@ -448,7 +448,11 @@ def pick(comp: competition.Competition, study, settings: Settings, dims: list[Di
     greater = comp.metric.greater_is_better
     done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
     ranked = sorted(done, key=lambda t: -t.value if greater else t.value)
-    best, runner = ranked[0], (ranked[1] if len(ranked) > 1 else None)
+    best = ranked[0]
+    # the runner-up is the best trial with other settings: a sampler may draw the winner's values
+    # again, and that trial is the winner's own run
+    others = [t for t in ranked[1:] if t.user_attrs["run"] != best.user_attrs["run"]]
+    runner = others[0] if others else None
     values = trial_values(best, dims)
     winner = best.user_attrs["run"]
     folder = sweep_dir(comp.name, sweep)
@@ -507,7 +511,7 @@ def _verdict(summary: dict) -> str:
     if summary["rerun_mean"] is None:
         return "no re-runs (--rerun-seeds none): the winner's CV is the best of many trials, so optimistic"
     if summary["runner_up"] is None:
-        return "only one trial completed: no runner-up to compare the re-runs with"
+        return "no runner-up (one trial completed, or every trial drew the same values) to compare the re-runs with"
     mean, runner = summary["rerun_mean"], summary["runner_up_rerun_mean"]
     if not winner_holds(summary):
         return (f"WARNING: on the re-run seeds the runner-up ({summary['runner_up']}, {runner:.5f}) beats the "

@@ -152,6 +152,20 @@ def test_a_spec_competition_sweeps(home, tmp_path, capsys):
     assert "no re-runs" in out
 
 
+def test_a_trial_that_drew_the_winners_values_is_not_its_runner_up(home, tmp_path, capsys):
+    """Two trials drew num_leaves=4 (one run); the runner-up is the best trial with other values, and the
+    compare hint names two different runs."""
+    laid = layout("penguins", tmp_path / "penguins")
+    code, out, err = run(capsys, "sweep", laid.spec_path, "--config", "lightgbm", "--search", "num_leaves=[4, 4, 8]",
+                         "--trials", "4", "--rerun-seeds", "none", "--data", laid.folder, "--seed", "0",
+                         "--set", "n_estimators=20")
+    assert code == 0, err
+    summary = json.loads((home / "runs" / "penguins" / "sweeps" / "lightgbm-sweep" / "sweep.json").read_text())
+    assert summary["runner_up"] != summary["winner"]
+    (hint,) = [line for line in out.splitlines() if line.startswith("next:")]
+    assert len(set(hint.split()[-2:])) == 2 or summary["runner_up"] is None, hint
+
+
 # --------------------------------------------------------------------------- resume and workers
 
 MLP = ["--config", "mlp", "--set", "folds=2", "--set", "epochs=3", "--set", "hidden=[8]", "--set", "drop_outliers=false"]
