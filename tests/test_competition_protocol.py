@@ -291,3 +291,42 @@ def test_kaggle_leaderboard_runs_import_graph_is_acyclic():
     for start in sorted(modules):
         if start not in state:
             visit(start, [start])
+
+
+def _absolute_imports(path: Path) -> set[str]:
+    """Every module a file of the package imports (relative imports of any depth resolved), at the
+    top or inside a function."""
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    package = parts[:-1] if parts[-1] != "__init__" else parts[:-1]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[:len(package) - node.level + 1] + ([node.module] if node.module else [])
+                base = ".".join(base)
+            else:
+                base = node.module or ""
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return {m for m in found if m.startswith("pipelines")}
+
+
+ENGINE_FILES = sorted(p for p in PACKAGE.rglob("*.py") if "competitions" not in p.relative_to(PACKAGE).parts)
+
+
+@pytest.mark.parametrize("path", ENGINE_FILES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_engines_and_shared_stages_import_no_competition(path):
+    """Arrows point down only: the engines (pipelines/tabular/, pipelines/images/) and every shared
+    module import nothing under pipelines/competitions/; the competitions use them."""
+    imported = sorted(m for m in _absolute_imports(path) if m.startswith("pipelines.competitions"))
+    assert not imported, f"{path.relative_to(PACKAGE)} imports {imported}"
+
+
+def test_the_import_guard_sees_relative_imports():
+    """The guard resolves relative imports of any depth: it would see a competition imported."""
+    found = _absolute_imports(PACKAGE / "competitions" / "dogs_vs_cats" / "cli.py")
+    assert "pipelines.competitions.dogs_vs_cats.data" in found       # from . import data, task
+    assert "pipelines.images.networks" in found                      # from ...images import networks
+    assert "pipelines.errors.UserError" in _absolute_imports(PACKAGE / "images" / "task.py")   # from ..errors

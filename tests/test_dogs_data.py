@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from pipelines.competitions.dogs_vs_cats import data as dd
+from pipelines.images import cache
 from pipelines.errors import UserError
 
 # --------------------------------------------------------------------------- helpers
@@ -192,7 +193,7 @@ def test_decode_refuses_images_over_our_pixel_limit_before_decoding():
     # 90 Mpx: PIL only warns; the warning must become a refusal
     with pytest.raises(dd.BadImage, match="decompression bomb"):
         with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(dd, "MAX_PIXELS", 10**9)
+            mp.setattr(cache, "MAX_PIXELS", 10**9)
             dd.decode(png_header_only(9_500, 9_500), 32)
 
 
@@ -421,7 +422,7 @@ def test_half_built_cache_is_rebuilt_never_read(mixed, tmp_path, monkeypatch):
         raise KeyboardInterrupt
 
     with monkeypatch.context() as mp:                # a build killed half way
-        mp.setattr(dd, "_decode_all", crash)
+        mp.setattr(cache, "_decode_all", crash)
         with pytest.raises(KeyboardInterrupt):
             build(entries, cache_dir)
     assert not (cache_dir / "manifest.json").exists()

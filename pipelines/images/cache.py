@@ -1,13 +1,6 @@
-"""Prepare stage for Dogs vs. Cats: find the images, decode them once, cache them.
-
-Sources (`scan`)
-    * a folder holding ``train/`` and ``test1/`` (Kaggle's layout once unzipped),
-    * a folder holding ``train.zip`` / ``test1.zip`` (Kaggle's download; read in place),
-    * a folder of images directly (e.g. "predict on any folder of N.jpg"),
-    * a .zip file directly.
-    Train labels come from the names ``cat.N.jpg`` (0) / ``dog.N.jpg`` (1); test ids from
-    ``N.jpg``.  Extensions .jpg/.jpeg/.png, any case.  Hidden files and ``__MACOSX/`` are
-    skipped silently; other names in a train folder are ignored and reported.
+"""Decoding images once and caching them, for every image competition: the entries to cache
+(`ImageEntry`, a `ScanResult` of them) come from the competition's own listing (Dogs vs. Cats'
+file names, an images spec's labels file: pipelines/images/data.py).
 
 Decoding (`decode`)
     By content, never by extension (a PNG or GIF named .jpg works).  JPEGs use PIL's
@@ -41,12 +34,9 @@ import io
 import json
 import multiprocessing
 import os
-import posixpath
-import re
 import time
 import warnings
 import zipfile
-from collections import Counter
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -56,7 +46,6 @@ from PIL import Image, UnidentifiedImageError
 from pipelines.atomic import atomic_path, write_json, write_with
 from pipelines.errors import UserError
 
-CLASS_NAMES = ("cat", "dog")
 TEST_LABEL = -1
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 IMAGE_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "WEBP", "TIFF", "PPM")
@@ -74,9 +63,6 @@ LABELS = "labels.npy"
 IDS = "ids.npy"
 KEYS = "keys.json"
 
-_SPLIT_FOLDERS = {"train": ("train",), "test": ("test1", "test")}
-_TRAIN_NAME = re.compile(r"(cat|dog)\.(\d+)\.(jpe?g|png)", re.IGNORECASE)
-_TEST_NAME = re.compile(r"(\d+)\.(jpe?g|png)", re.IGNORECASE)
 _REPORT_MAX = 20
 
 
@@ -87,8 +73,8 @@ class ImageEntry:
     """One source image: `path` is the file, or the zip holding `member`."""
 
     key: str                  # file name, e.g. "cat.12.jpg"; unique within a scan
-    label: int                # 0 cat, 1 dog, -1 test
-    id: int                   # N of cat.N.jpg / N.jpg
+    label: int                # the class index, TEST_LABEL (-1) for a test image
+    id: int                   # the image's id (N of cat.N.jpg / N.jpg)
     path: Path
     member: str | None = None
     nbytes: int = 0
@@ -107,123 +93,17 @@ class ScanResult(list):
     """The entries (a list), plus where they came from and what was passed over."""
 
     def __init__(self, entries: Sequence[ImageEntry], folder: str, split: str,
-                 ignored: Sequence[str]):
+                 ignored: Sequence[str], class_names: Sequence[str] | None = None):
         super().__init__(entries)
         self.folder = folder
         self.split = split
         self.ignored = list(ignored)
-
-
-def scan(source: str | os.PathLike, split: str) -> ScanResult:
-    """List the images of `split` ("train" or "test") under `source`; see the module doc."""
-    if split not in _SPLIT_FOLDERS:
-        raise UserError(f"unknown split {split!r}: expected 'train' or 'test'")
-    source = Path(source)
-    if not source.exists():
-        raise UserError(f"{source}: folder not found")
-    where, files = _list_files(source, split)
-    if not files:
-        raise UserError(f"{where}: no files found (empty folder)")
-    if split == "train":
-        entries, ignored = _train_entries(where, files)
-    else:
-        entries, ignored = _test_entries(where, files)
-    return ScanResult(entries, where, split, ignored)
-
-
-def _list_files(source: Path, split: str) -> tuple[str, list[tuple[str, Path, str | None, int]]]:
-    """(description, [(name, path, zip member or None, bytes)]) for the split's folder."""
-    if source.is_dir():
-        for name in _SPLIT_FOLDERS[split]:
-            if (source / name).is_dir():
-                return _list_dir(source / name)
-        for name in _SPLIT_FOLDERS[split]:
-            if (source / f"{name}.zip").is_file():
-                return _list_zip(source / f"{name}.zip", split)
-        return _list_dir(source)
-    if zipfile.is_zipfile(source):
-        return _list_zip(source, split)
-    raise UserError(f"{source}: not a folder or a .zip file")
-
-
-def _list_dir(folder: Path):
-    files = []
-    with os.scandir(folder) as it:
-        for d in it:
-            if d.name.startswith(".") or not d.is_file():
-                continue
-            files.append((d.name, Path(d.path), None, d.stat().st_size))
-    return str(folder), files
-
-
-def _list_zip(archive: Path, split: str):
-    try:
-        with zipfile.ZipFile(archive) as zf:
-            infos = [i for i in zf.infolist() if not i.is_dir()]
-    except (zipfile.BadZipFile, OSError) as e:
-        raise UserError(f"{archive}: cannot read zip ({e})") from None
-    infos = [i for i in infos if "__MACOSX/" not in i.filename
-             and not posixpath.basename(i.filename).startswith(".")]
-    nested = [i.filename for i in infos if i.filename.lower().endswith(".zip")]
-    if nested:
-        raise UserError(f"{archive}: holds zips ({', '.join(nested[:3])}); unzip it and "
-                        "pass the folder that holds them")
-    for name in _SPLIT_FOLDERS[split]:          # a zip holding train/ and test1/
-        inside = [i for i in infos if i.filename.startswith(f"{name}/")]
-        if inside:
-            infos = inside
-            break
-    files = [(posixpath.basename(i.filename), archive, i.filename, i.file_size) for i in infos]
-    counts = Counter(f[0] for f in files)
-    dup = sorted(n for n, c in counts.items() if c > 1)
-    if dup:
-        raise UserError(f"{archive}: the same file name in several folders: {_few(dup)}")
-    return str(archive), files
+        self.class_names = tuple(class_names) if class_names else None   # label -> name, for the manifest
 
 
 def _few(names: Sequence[Any], n: int = 5) -> str:
     shown = ", ".join(str(x) for x in list(names)[:n])
     return shown + (f" ... ({len(names)} in all)" if len(names) > n else "")
-
-
-def _train_entries(where: str, files):
-    entries, ignored = [], []
-    for name, path, member, nbytes in files:
-        m = _TRAIN_NAME.fullmatch(name)
-        if m is None:
-            ignored.append(name)
-            continue
-        label = CLASS_NAMES.index(m.group(1).lower())
-        entries.append(ImageEntry(name, label, int(m.group(2)), path, member, nbytes))
-    if not entries:
-        raise UserError(f"{where}: no cat.N.jpg / dog.N.jpg images among {len(files)} files "
-                        f"(e.g. {_few(sorted(ignored), 3)})")
-    entries.sort(key=lambda e: e.key)
-    return entries, sorted(ignored)
-
-
-def _test_entries(where: str, files):
-    entries, ignored, bad = [], [], []
-    for name, path, member, nbytes in files:
-        m = _TEST_NAME.fullmatch(name)
-        if m is None:
-            (bad if name.lower().endswith(IMAGE_SUFFIXES) else ignored).append(name)
-            continue
-        entries.append(ImageEntry(name, TEST_LABEL, int(m.group(1)), path, member, nbytes))
-    if bad:
-        raise UserError(f"{where}: test images must be named N.jpg with an integer N; "
-                        f"{len(bad)} are not: {_few(sorted(bad))}")
-    if not entries:
-        raise UserError(f"{where}: no N.jpg images among {len(files)} files "
-                        f"(e.g. {_few(sorted(ignored), 3)})")
-    by_id: dict[int, list[str]] = {}
-    for e in entries:
-        by_id.setdefault(e.id, []).append(e.key)
-    dup = [f"{i} ({' '.join(sorted(k))})" for i, k in sorted(by_id.items()) if len(k) > 1]
-    if dup:
-        raise UserError(f"{where}: duplicate test ids: {_few(dup)}")
-    entries.sort(key=lambda e: e.id)
-    return entries, sorted(ignored)
 
 
 _ZIPS: dict[Path, zipfile.ZipFile] = {}
@@ -410,7 +290,7 @@ def _source_record(entry: ImageEntry) -> tuple[str, int, str]:
 
 def fingerprint(entries: Sequence[ImageEntry], progress: bool = False) -> str:
     """SHA-256 over (key, byte count, SHA-256 of contents) of every entry, in order."""
-    from ...progress import bar
+    from ..progress import bar
 
     try:
         return _combine([_source_record(e) for e in bar(entries, desc="check sources", unit="img",
@@ -456,7 +336,7 @@ def _progress_enabled(progress: bool) -> bool:
 
 def _decode_all(tmp: Path, entries: Sequence[ImageEntry], size: int, workers: int,
                 progress: bool) -> list:
-    from ...progress import bar as progress_bar
+    from ..progress import bar as progress_bar
 
     n = len(entries)
     chunk = max(1, min(64, n // (max(workers, 1) * 8)))
@@ -561,7 +441,7 @@ def build_cache(entries: Sequence[ImageEntry], cache_dir: str | os.PathLike, siz
         "shape": [len(kept), size, size, 3],
         "counts": {"entries": n, "images": len(kept), "skipped": len(skipped),
                    "ignored": len(ignored),
-                   "labels": _label_counts(labels)},
+                   "labels": _label_counts(labels, getattr(entries, "class_names", None))},
         "skipped": skipped,
         "ignored": ignored[:100],
         "files": {"images": IMAGES, "labels": LABELS, "ids": IDS, "keys": KEYS},
@@ -572,10 +452,14 @@ def build_cache(entries: Sequence[ImageEntry], cache_dir: str | os.PathLike, siz
     return CacheInfo(cache_dir, len(kept), size, skipped, manifest, seconds)
 
 
-def _label_counts(labels: np.ndarray) -> dict[str, int]:
+def _label_counts(labels: np.ndarray, class_names: Sequence[str] | None) -> dict[str, int]:
+    """Images per label, by class name where the entries name their classes, else by index."""
     counts = {}
     for value, count in zip(*np.unique(labels, return_counts=True)):
-        name = CLASS_NAMES[value] if 0 <= value < len(CLASS_NAMES) else "unlabelled"
+        if value == TEST_LABEL:
+            name = "unlabelled"
+        else:
+            name = class_names[value] if class_names and 0 <= value < len(class_names) else str(int(value))
         counts[name] = int(count)
     return counts
 

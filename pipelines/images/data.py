@@ -14,7 +14,7 @@ a template whose ids are not the test images' ids. Training images without a lab
 out and counted; a labels column without a name (a saved pandas index) is left out with a note; a
 missing template is said in one line (what the submission follows instead).
 
-Decoding and caching are Dogs vs. Cats' (pipelines/competitions/dogs_vs_cats/data.py): every mode to
+Decoding and caching are the engine's (pipelines/images/cache.py, which Dogs vs. Cats uses too): every mode to
 8-bit RGB, squashed to size x size, in a uint8 memmap with a manifest written last and a fingerprint
 of the files' contents, rebuilt whenever the files or the size change. Its entries carry no label
 here (the labels come from the labels file each time, so relabelling never invalidates pixels): a
@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from .. import archives, paths
-from ..competitions.dogs_vs_cats import data as images
+from . import cache as images
 from ..errors import UserError
 from ..progress import bar as progress_bar
 from ..tabular.data import Target, class_order, default_header, encode_target, read_table
