@@ -34,7 +34,7 @@ class ToyConfig:
 def train_runs(root: Path, house_data: Path) -> dict:
     """A project home under root with real runs: House Prices lasso runs `a` (3 folds, comps=0) and
     `b` (the same with alpha=0.001, the same folds), penguins (a multiclass spec) linear runs `p1` and
-    `p2` (l2=0.1). Returns {"home", "penguins": the Layout}."""
+    `p2` (alpha=0.1). Returns {"home", "penguins": the Layout}."""
     home = root / "home"
     saved = (os.environ.get("PIPELINES_HOME"), dict(competition._REGISTRY), set(specs._FROM_SPECS))
     os.environ["PIPELINES_HOME"] = str(home)
@@ -45,7 +45,7 @@ def train_runs(root: Path, house_data: Path) -> dict:
                      ["train", str(penguins.spec_path), "--data", str(penguins.folder), "--config", "linear",
                       "--name", "p1"],
                      ["train", str(penguins.spec_path), "--data", str(penguins.folder), "--config", "linear",
-                      "--name", "p2", "--set", "l2=0.1"]):
+                      "--name", "p2", "--set", "alpha=0.1"]):
             assert main(argv) == 0, argv
     finally:
         if saved[0] is None:

@@ -62,10 +62,10 @@ def test_compare_a_spec_competition_with_best_and_a_blend(real, trained, capsys)
     assert code == 0, err
     p1, p2 = run_record(real / "runs" / "penguins" / "p1"), run_record(real / "runs" / "penguins" / "p2")
     best = "p2" if p2["cv"] < p1["cv"] else "p1"
-    assert best == "p2"  # l2=0.1 fits these 84 penguins better than the default 1.0
+    assert best == "p2"  # alpha=0.1 fits these 84 penguins better than the default 1.0
     assert out.startswith(f"--run best: p2 (CV logloss {p2['cv']:.5f}, config linear; the best of 2 finished run(s) ")
     assert "compare penguins: p1, p2 (logloss, lower is better)" in out
-    assert any(line.split() == ["l2", "1", "0.1"] for line in out.splitlines())
+    assert any(line.split() == ["alpha", "1", "0.1"] for line in out.splitlines())
     assert "paired with p1" in out
     # a blend is a run: it shares its members' folds, so it pairs with them
     blend.blend("penguins", ["p1", "p2"], "mean", "bl")

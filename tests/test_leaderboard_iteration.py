@@ -44,7 +44,7 @@ def test_params_column_shows_what_each_run_changed(trained, home, capsys):
     # lasso.yaml has 10 folds and comps: 20; both runs set folds=3 comps=0, b also alpha
     assert table["a"]["params"] == "comps=0 folds=3"
     assert table["b"]["params"] == "alpha=0.001 comps=0 folds=3"
-    assert table["p1"]["params"] == "" and table["p2"]["params"] == "l2=0.1"   # configs/tabular/linear.yaml
+    assert table["p1"]["params"] == "" and table["p2"]["params"] == "alpha=0.1"   # configs/tabular/linear.yaml
     assert json.loads((home / "runs" / HOUSE / "b" / "run.json").read_text())["params"] == \
         {"alpha": 0.001, "comps": 0, "folds": 3}
     code, out, _ = cli(capsys, "leaderboard", HOUSE)

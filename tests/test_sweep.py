@@ -144,7 +144,7 @@ def test_a_sweep_trains_real_runs_prunes_and_picks_honestly(home, house_data, ca
 
 def test_a_spec_competition_sweeps(home, tmp_path, capsys):
     laid = layout("penguins", tmp_path / "penguins")
-    code, out, err = run(capsys, "sweep", laid.spec_path, "--config", "linear", "--search", "l2=0.01:100:log",
+    code, out, err = run(capsys, "sweep", laid.spec_path, "--config", "linear", "--search", "alpha=0.01:100:log",
                          "--trials", "3", "--rerun-seeds", "none", "--data", laid.folder, "--seed", "1")
     assert code == 0, err
     summary = json.loads((home / "runs" / "penguins" / "sweeps" / "linear-sweep" / "sweep.json").read_text())

@@ -27,7 +27,9 @@ from tabular_data import held_out_score, layout
 
 FAST = {"linear": {"folds": 3},
         "lightgbm": {"folds": 3, "n_estimators": 60, "lr": 0.1},
-        "mlp": {"folds": 3, "epochs": 8, "batch_size": 32, "lr": 3e-3, "hidden": [32]}}
+        "mlp": {"folds": 3, "epochs": 8, "batch_size": 32, "lr": 3e-3, "hidden": [32]},
+        "catboost": {"folds": 3, "n_estimators": 80, "lr": 0.1, "depth": 4},
+        "tabm": {"folds": 3, "epochs": 8, "batch_size": 32, "hidden": [32, 32], "tabm_k": 4}}
 
 
 @pytest.fixture(scope="session")
@@ -115,6 +117,79 @@ def test_train_predict_submit_round_trip(home, tables, table, model, submission,
     assert verbs.predict(argparse.Namespace(run="r1", test=str(laid.folder / "test.csv"),
                                             out=str(home / "p.csv"), device="cpu")) == 0
     assert (home / "p.csv").read_text() == path.read_text()
+
+
+@pytest.mark.parametrize("table, model, changes", [
+    ("computers", "tabm", {"num_embeddings": "pwl", "n_bins": 8, "d_embedding": 4}),
+    ("penguins", "tabm", {}),
+    ("churn", "catboost", {"seeds_per_fold": 2}),
+    ("penguins", "catboost", {}),
+    ("computers", "catboost", {}),
+    ("computers", "linear", {"penalty": "lasso", "alpha": 0.001}),
+    ("penguins", "linear", {"penalty": "elasticnet", "alpha": 0.1, "l1_ratio": 0.5}),
+    ("computers", "lightgbm", {"objective": "huber", "linear_tree": True, "linear_lambda": 1.0, "target": "raw"}),
+    ("computers", "mlp", {"loss": "huber", "seeds_per_fold": 2}),
+])
+def test_every_family_trains_and_predicts_from_its_checkpoints(home, tables, table, model, changes):
+    """Each family, and the options any family takes (seeds per fold, the target's transform), on a
+    real table: the run's test predictions are repeated exactly from its checkpoints, and its
+    submission scores better on the held-out rows than the constant of sample_submission.csv."""
+    laid = tables[table]
+    spec = specs.load(laid.spec_path)
+    cfg = config(spec, model, **changes)
+    run_dir = task.train(spec, cfg, laid.folder, "r", "cpu")["run_dir"]
+    if cfg.seeds_per_fold > 1:
+        assert sorted(p.name for p in (run_dir / "fold0").glob("member*")) == ["member1"]
+    stored = task.read_predictions(run_dir / "test_predictions.csv", spec)
+    again = task.predict(run_dir, laid.folder / "test.csv", "cpu")
+    np.testing.assert_array_equal(again.iloc[:, 1:].to_numpy(float), stored.iloc[:, 1:].to_numpy(float))
+    assert SpecVerbs(spec).submit(argparse.Namespace(run="r", out=None)) == 0
+    written = pd.read_csv(home / "submissions" / spec.name / "r.csv", dtype={spec.id: str})
+    sample = pd.read_csv(laid.folder / "sample_submission.csv", dtype={spec.id: str})
+    score, baseline = held_out_score(spec, written, laid.answers_path), held_out_score(spec, sample, laid.answers_path)
+    assert (score > baseline) if spec.greater_is_better else (score < baseline), (score, baseline)
+
+
+def test_more_seeds_per_fold_average_models_that_differ_by_seed(home, tables):
+    laid = tables["churn"]
+    spec = specs.load(laid.spec_path)
+    one = task.train(spec, config(spec, "lightgbm"), laid.folder, "one", "cpu")["run_dir"]
+    two = task.train(spec, config(spec, "lightgbm", seeds_per_fold=2), laid.folder, "two", "cpu")["run_dir"]
+    first = pd.read_csv(one / "oof.csv").iloc[:, -1].to_numpy()
+    both = pd.read_csv(two / "oof.csv").iloc[:, -1].to_numpy()
+    assert not np.array_equal(first, both)  # the second seed's model differs (bagging, column sampling)
+    assert json.loads((two / "fold0" / "member1" / checkpoint.META).read_text())["seed"] == 42 + 1
+
+
+def test_the_target_transform_is_a_config_key(home, tables):
+    """target: log1p fits log1p(price) on an rmse competition; the oof and test values are prices."""
+    laid = tables["computers"]
+    spec = specs.load(laid.spec_path)
+    raw = task.train(spec, config(spec, "linear", target="raw"), laid.folder, "raw", "cpu")["run_dir"]
+    log = task.train(spec, config(spec, "linear", target="log1p"), laid.folder, "log", "cpu")["run_dir"]
+    a, b = (pd.read_csv(r / "test_predictions.csv").iloc[:, 1].to_numpy() for r in (raw, log))
+    assert not np.allclose(a, b) and (b > 0).all() and abs(np.median(b) / np.median(a) - 1) < 0.2
+    assert json.loads((log / "fold0" / checkpoint.META).read_text())["spec"]["transform"] == "log1p"
+
+
+@pytest.mark.parametrize("model, changes, words", [
+    ("lightgbm", {"objective": "huber"}, "objective: huber is for regression"),
+    ("mlp", {"loss": "huber"}, "loss: huber is for regression"),
+    ("linear", {"target": "log1p"}, "target: log1p is for regression"),
+])
+def test_a_regression_key_on_a_classification_task_is_one_line(home, tables, model, changes, words):
+    laid = tables["churn"]
+    spec = specs.load(laid.spec_path)
+    with pytest.raises(UserError) as exc:
+        task.train(spec, config(spec, model, **changes), laid.folder, "x", "cpu")
+    assert words in one_line(exc)
+    no_run_left(home, spec)
+
+
+def test_tabm_blocks_share_one_width():
+    with pytest.raises(UserError) as exc:
+        models.load_config("tabm", {"hidden": [64, 32]})
+    assert "tabm's blocks share one width" in one_line(exc)
 
 
 def test_checkpoints_are_safetensors_json_and_lightgbm_text(home, tables):
@@ -374,8 +449,8 @@ def test_data_checks_name_the_row(tmp_path, tables):
 
 def test_configs_are_validated_per_family(tmp_path):
     with pytest.raises(UserError) as exc:
-        models.load_config("linear", {"l3": 2.0})
-    assert "unknown key 'l3'" in one_line(exc) and "did you mean 'l2'" in str(exc.value)
+        models.load_config("linear", {"alpah": 2.0})
+    assert "unknown key 'alpah'" in one_line(exc) and "did you mean 'alpha'" in str(exc.value)
     with pytest.raises(UserError) as exc:
         models.load_config("linear", {"num_leaves": 8})
     assert "it is a key of model lightgbm" in one_line(exc) and "configs/tabular/linear.yaml" in str(exc.value)
@@ -384,7 +459,7 @@ def test_configs_are_validated_per_family(tmp_path):
     assert "keep='first' is not one of best, last" in one_line(exc)
     with pytest.raises(UserError) as exc:
         models.load_config("lightgbm", {"model": "xgboost"})
-    assert "model: 'xgboost' is not one of linear, lightgbm, mlp" in one_line(exc)
+    assert "model: 'xgboost' is not one of linear, lightgbm, catboost, mlp, tabm" in one_line(exc)
     with pytest.raises(UserError) as exc:
         models.load_config("lgbm")
     assert "did you mean 'lightgbm'" in one_line(exc)

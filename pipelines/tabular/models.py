@@ -1,13 +1,24 @@
 """Model families for spec competitions: a registry from a config's `model` to an entry that fits,
 predicts, saves and loads, each with its own config keys (plus the common ones).
 
-- `linear`: ridge regression (regression), logistic regression (binary, multiclass); saved as its
-  coefficients in safetensors, predicted with numpy (no scikit-learn object is kept).
-- `lightgbm`: gradient-boosted trees, a fixed number of rounds; saved in LightGBM's text format.
-- `mlp`: a torch MLP trained by pipelines.training.fit on a standardised target (regression), with
-  BCE (binary) or cross entropy (multiclass); saved as safetensors. It keeps the last epoch and
-  never stops early by default (`keep: last`, `patience: 0`): the fold's validation rows are the
-  rows its CV scores, and picking an epoch on them would flatter the CV.
+- `linear`: ridge, lasso or elastic net (`penalty`; regression), logistic regression with the same
+  penalties (binary, multiclass); saved as its coefficients in safetensors, predicted with numpy
+  (no scikit-learn object is kept).
+- `lightgbm`: gradient-boosted trees, a fixed number of rounds, optionally huber or l1 loss
+  (`objective`) and a linear model in each leaf (`linear_tree`); saved in LightGBM's text format.
+- `catboost`: CatBoost's oblivious trees, a fixed number of iterations; saved in its .cbm format.
+- `mlp`: a torch MLP trained by pipelines.training.fit on a standardised target (regression; mse
+  or huber `loss`), with BCE (binary) or cross entropy (multiclass); saved as safetensors.
+- `tabm`: TabM (networks.py; k MLPs sharing their weights but for per-member scalings), plain
+  or with piecewise-linear embeddings of the numeric columns (`num_embeddings: pwl`), trained as
+  the MLP is, the members' losses averaged; it predicts the mean of the members' predictions.
+
+The networks keep the last epoch and never stop early by default (`keep: last`, `patience: 0`):
+the fold's validation rows are the rows its CV scores, and picking an epoch on them would flatter
+the CV.
+
+Every family takes `seeds_per_fold` (task.py: that many models per fold that differ only by
+seed, averaged in the model space) and `target` (task.py: what a regression model is fitted on).
 
 Every entry predicts in the competition's model space: the (transformed) regression target,
 P(positive) for binary, an (n, classes) probability matrix for multiclass. A new family is one
@@ -20,7 +31,6 @@ unknown key is an error naming the closest valid key, or the family the key belo
 from __future__ import annotations
 
 import difflib
-import warnings
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Callable
@@ -34,6 +44,7 @@ from .. import atomic, checkpoint, config as configs
 from ..device import cpu_threads
 from ..errors import UserError
 from ..training import Resume, TrainSettings, fit as fit_network, seed_everything
+from . import estimators, networks
 
 CONFIG_FOLDER = "tabular"  # configs/tabular/<name>.yaml
 
@@ -53,12 +64,15 @@ class Problem:
 
 @dataclass
 class TabularConfig:
-    """The keys every family has: the run's folds and seed, and the fold preprocessing
-    (preprocess.py)."""
+    """The keys every family has: the run's folds and seed, models per fold, the regression
+    target's transform, and the fold preprocessing (preprocess.py)."""
     name: str = configs.option("custom")
     model: str = configs.option("mlp")
     folds: int = configs.option(5, min=2, max=20)
     seed: int = configs.option(42)
+    seeds_per_fold: int = configs.option(1, min=1, max=20)
+    # regression: fit log1p(target) or the target itself; auto: log1p when the metric is rmsle
+    target: str = configs.option("auto", choices=["auto", "raw", "log1p"])
     missing_indicator: bool = configs.option(True)
     scaling: str = configs.option("standard", choices=["standard", "none"])
     clip_quantile: float = configs.option(0.0, min=0.0, max=0.2)
@@ -69,7 +83,9 @@ class TabularConfig:
 @dataclass
 class LinearConfig(TabularConfig):
     model: str = configs.option("linear", choices=["linear"])
-    l2: float = configs.option(1.0, min=0.0)  # ridge's alpha; logistic regression's 1 / C
+    penalty: str = configs.option("ridge", choices=list(estimators.PENALTIES))
+    alpha: float = configs.option(1.0, min=0.0)  # the penalty's strength; logistic regression's 1 / C
+    l1_ratio: float = configs.option(0.5, min=0.0, max=1.0)  # elasticnet: the L1 share
     max_iter: int = configs.option(2000, min=1)
 
 
@@ -84,8 +100,25 @@ class LightGBMConfig(TabularConfig):
     subsample: float = configs.option(0.8, min=0.1, max=1.0)
     colsample: float = configs.option(0.8, min=0.01, max=1.0)
     l2: float = configs.option(1.0, min=0.0)         # lambda_l2 on leaf values
+    # regression's loss: auto is squared error; huber and l1 limit the pull of outliers
+    objective: str = configs.option("auto", choices=["auto", "huber", "l1"])
+    linear_tree: bool = configs.option(False)        # a linear model in each leaf
+    linear_lambda: float = configs.option(0.0, min=0.0)  # L2 on those linear models
     # one thread by default: on small tables it is as fast, and on a machine whose cores are busy two
-    # threads were 10x slower (OpenMP threads waiting on each other: penguins 1.5 s vs 16.8 s)
+    # threads were 10x slower (OpenMP threads waiting on each other; docs/results.md)
+    threads: int = configs.option(1, min=1)
+
+
+@dataclass
+class CatBoostConfig(TabularConfig):
+    model: str = configs.option("catboost", choices=["catboost"])
+    scaling: str = configs.option("none", choices=["standard", "none"])  # trees do not care
+    n_estimators: int = configs.option(1000, min=1)  # iterations, fixed
+    lr: float = configs.option(0.05, min=0.0)
+    depth: int = configs.option(6, min=1, max=16)
+    l2: float = configs.option(3.0, min=0.0)          # l2_leaf_reg
+    subsample: float = configs.option(0.8, min=0.1, max=1.0)   # Bernoulli row sampling (1: none)
+    colsample: float = configs.option(1.0, min=0.01, max=1.0)  # rsm: the share of columns per split
     threads: int = configs.option(1, min=1)
 
 
@@ -107,6 +140,18 @@ class MLPConfig(TabularConfig):
     # the fold's validation rows, the rows its CV scores (an optimistic CV)
     patience: int = configs.option(0, min=0)
     keep: str = configs.option("last", choices=["best", "last"])
+    loss: str = configs.option("mse", choices=["mse", "huber"])  # regression, on the standardised target
+
+
+@dataclass
+class TabMConfig(MLPConfig):
+    model: str = configs.option("tabm", choices=["tabm"])
+    hidden: list[int] = configs.option([256, 256], min=1)  # len(hidden) blocks of one width
+    skip_linear: bool = configs.option(False)
+    tabm_k: int = configs.option(16, min=1, max=256)       # members
+    num_embeddings: str = configs.option("none", choices=["none", "pwl"])
+    n_bins: int = configs.option(48, min=2, max=512)       # pwl: quantile bins per numeric column
+    d_embedding: int = configs.option(8, min=1, max=256)   # pwl: dimensions per numeric column
 
 
 # --------------------------------------------------------------------------- families
@@ -118,6 +163,9 @@ class Family:
     name: str
     config: type
     description: str
+
+    def check(self, cfg, where: str) -> None:
+        """A config the schema accepts but the family cannot train: one line (before a run exists)."""
 
     def fit(self, cfg, problem: Problem, x: np.ndarray, y: np.ndarray, x_valid: np.ndarray, y_valid: np.ndarray,
             seed: int, device: torch.device, resume: Resume | None, desc: str,
@@ -161,20 +209,16 @@ class LinearModel:
 
 class Linear(Family):
     name, config = "linear", LinearConfig
-    description = "ridge (regression) or logistic regression (binary, multiclass)"
+    description = "ridge, lasso or elastic net (regression); logistic regression (binary, multiclass)"
 
     def fit(self, cfg, problem, x, y, x_valid, y_valid, seed, device, resume, desc, valid_figures):
-        from sklearn.exceptions import ConvergenceWarning
-        from sklearn.linear_model import LogisticRegression, Ridge
-
         x = np.asarray(x, dtype=np.float64)
         if problem.task == "regression":
-            model = Ridge(alpha=cfg.l2).fit(x, y)
+            model = estimators.linear_regression(cfg.penalty, cfg.alpha, cfg.l1_ratio, cfg.max_iter, seed)
+            estimators.fit_quietly(model, x, y)
             return LinearModel(model.coef_.reshape(1, -1), np.atleast_1d(model.intercept_), problem.task), {}
-        c = 1.0 / cfg.l2 if cfg.l2 > 0 else 1e12
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            model = LogisticRegression(C=c, max_iter=cfg.max_iter, random_state=seed).fit(x, y)
+        model = estimators.fit_quietly(
+            estimators.logistic_regression(cfg.penalty, cfg.alpha, cfg.l1_ratio, cfg.max_iter, seed), x, y)
         coef, intercept = model.coef_, model.intercept_
         if problem.task == "multiclass":
             coef, intercept = self._all_classes(model.classes_, coef, intercept, problem.n_classes)
@@ -219,13 +263,12 @@ class LightGBM(Family):
     def fit(self, cfg, problem, x, y, x_valid, y_valid, seed, device, resume, desc, valid_figures):
         import lightgbm as lgb
 
-        objective = {"regression": {"objective": "regression"}, "binary": {"objective": "binary"},
+        regression = "regression" if cfg.objective == "auto" else cfg.objective
+        objective = {"regression": {"objective": regression}, "binary": {"objective": "binary"},
                      "multiclass": {"objective": "multiclass", "num_class": problem.n_classes}}[problem.task]
-        params = {**objective, "learning_rate": cfg.lr, "num_leaves": cfg.num_leaves, "max_depth": -1,
-                  "min_data_in_leaf": cfg.min_child_samples, "feature_fraction": cfg.colsample,
-                  "bagging_fraction": cfg.subsample, "bagging_freq": 1 if cfg.subsample < 1 else 0,
-                  "lambda_l2": cfg.l2, "max_bin": 255, "seed": seed, "deterministic": True,
-                  "force_row_wise": True, "num_threads": cfg.threads, "verbose": -1}
+        params = estimators.lightgbm_params(objective, cfg.lr, cfg.num_leaves, cfg.min_child_samples, cfg.colsample,
+                                            cfg.subsample, cfg.l2, seed, cfg.threads, cfg.linear_tree,
+                                            cfg.linear_lambda)
         data = lgb.Dataset(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64))
         return lgb.train(params, data, num_boost_round=cfg.n_estimators), {}
 
@@ -248,6 +291,68 @@ class LightGBM(Family):
             raise UserError(f"{path}: not a LightGBM model ({str(exc).splitlines()[0]})") from None
 
 
+@dataclass
+class CatBoostModel:
+    model: object
+    seen: list[int]   # classification: the classes of the fold's training rows, in the model's order
+    problem: Problem
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float64)
+        if self.problem.task == "regression":
+            return np.asarray(self.model.predict(x), dtype=np.float64)
+        prob = np.ones((len(x), 1)) if len(self.seen) == 1 else np.asarray(self.model.predict_proba(x), np.float64)
+        full = np.zeros((len(x), max(self.problem.n_classes, 2)))
+        full[:, self.seen] = prob
+        return full[:, 1] if self.problem.task == "binary" else full
+
+
+class CatBoost(Family):
+    name, config = "catboost", CatBoostConfig
+    description = "CatBoost oblivious trees"
+    FILE = "model.cbm"
+
+    def fit(self, cfg, problem, x, y, x_valid, y_valid, seed, device, resume, desc, valid_figures):
+        model = estimators.catboost_model(problem.task, cfg.n_estimators, cfg.lr, cfg.depth, cfg.l2, cfg.subsample,
+                                          cfg.colsample, seed, cfg.threads)
+        if problem.task == "regression":
+            model.fit(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64))
+            return CatBoostModel(model, [], problem), {}
+        y = np.asarray(y, dtype=np.int64)
+        seen = sorted({int(v) for v in y})
+        if len(seen) > 1:
+            model.fit(np.asarray(x, dtype=np.float64), y)
+            seen = [int(c) for c in model.classes_]
+        return CatBoostModel(model, seen, problem), {}
+
+    def predict(self, fitted, x, device):
+        return fitted.predict(x)
+
+    def save(self, fitted, folder):
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        if fitted.problem.task == "regression" or len(fitted.seen) > 1:
+            atomic.write_with(folder / self.FILE, lambda tmp: fitted.model.save_model(str(tmp), format="cbm"))
+        return {}, {"model_file": self.FILE, "classes_seen": fitted.seen}
+
+    def load(self, cfg, problem, folder, tensors, meta, device):
+        from catboost import CatBoostClassifier, CatBoostError, CatBoostRegressor
+
+        seen = [int(c) for c in meta.get("classes_seen", [])]
+        if problem.task != "regression" and len(seen) == 1:
+            return CatBoostModel(None, seen, problem)
+        path = Path(folder) / self.FILE
+        if not path.exists():
+            raise UserError(f"{path}: CatBoost model file missing")
+        model = CatBoostRegressor() if problem.task == "regression" else CatBoostClassifier()
+        try:
+            model.load_model(str(path), format="cbm")
+        except CatBoostError as exc:
+            message = (str(exc).strip().splitlines() or ["unreadable"])[-1]
+            raise UserError(f"{path}: not a CatBoost model ({message})") from None
+        return CatBoostModel(model, seen, problem)
+
+
 class MLPNet(nn.Module):
     def __init__(self, n_in: int, hidden: list[int], n_out: int, dropout: float, skip_linear: bool):
         super().__init__()
@@ -265,26 +370,49 @@ class MLPNet(nn.Module):
 
 
 @dataclass
-class MLPModel:
-    net: MLPNet
+class NetworkModel:
+    net: nn.Module
     scale: tuple[float, float]  # regression: the target's mean and standard deviation in training
     task: str
 
 
-class MLP(Family):
-    name, config = "mlp", MLPConfig
-    description = "a torch MLP (with a linear skip) trained by pipelines.training.fit"
+class Network(Family):
+    """A torch network trained by pipelines.training.fit (the MLP's and TabM's shared loop). A
+    subclass builds the network and says whether its output has an ensemble axis (TabM's k members:
+    (batch, k, outputs)); the loss is the mean of the members' losses, the prediction the mean of
+    their predictions (of their probabilities, for classification)."""
     THREADS = 1         # small networks: one CPU thread is as fast, and makes every fold's numbers
                         # independent of the machine's core count (as House Prices does)
     PREDICT_ROWS = 65536
+    members_axis = False
 
-    @staticmethod
-    def _loss(task: str) -> Callable:
+    def build(self, cfg, problem: Problem, n_features: int, bins=None) -> nn.Module:
+        raise NotImplementedError
+
+    def bins(self, cfg, x: np.ndarray):
+        return None
+
+    def _outputs(self, out: torch.Tensor) -> torch.Tensor:
+        """(batch, [members,] outputs) whatever the network returns."""
+        if self.members_axis and out.ndim == 2:  # TabM with one output: (batch, k)
+            return out.unsqueeze(-1)
+        return out if self.members_axis else out.unsqueeze(1)
+
+    def _loss(self, cfg, task: str) -> Callable:
         if task == "regression":
-            return lambda out, y: nn.functional.mse_loss(out[:, 0], y)
-        if task == "binary":
-            return lambda out, y: nn.functional.binary_cross_entropy_with_logits(out[:, 0], y)
-        return nn.functional.cross_entropy
+            base = nn.functional.mse_loss if cfg.loss == "mse" else nn.functional.huber_loss
+        elif task == "binary":
+            base = nn.functional.binary_cross_entropy_with_logits
+        if task == "multiclass":
+            def loss(out, y):
+                out = self._outputs(out)
+                return nn.functional.cross_entropy(out.reshape(-1, out.shape[-1]), y.repeat_interleave(out.shape[1]))
+            return loss
+
+        def loss(out, y):
+            out = self._outputs(out)[:, :, 0]
+            return base(out, y.unsqueeze(1).expand_as(out)) if out.shape[1] > 1 else base(out[:, 0], y)
+        return loss
 
     @staticmethod
     def _targets(task: str, y: np.ndarray, scale: tuple[float, float]) -> torch.Tensor:
@@ -292,12 +420,17 @@ class MLP(Family):
             return torch.from_numpy(np.asarray(y, dtype=np.int64))
         return torch.from_numpy(((np.asarray(y, dtype=np.float64) - scale[0]) / scale[1]).astype(np.float32))
 
-    @staticmethod
-    def _output(task: str, out: np.ndarray, scale: tuple[float, float]) -> np.ndarray:
+    def _output(self, task: str, out: np.ndarray, scale: tuple[float, float]) -> np.ndarray:
+        """(batch, members, outputs) raw outputs -> the model space, averaged over members."""
         out = np.asarray(out, dtype=np.float64)
         if task == "regression":
-            return out[:, 0] * scale[1] + scale[0]
-        return _sigmoid(out[:, 0]) if task == "binary" else _softmax(out)
+            return out[:, :, 0].mean(axis=1) * scale[1] + scale[0]
+        if task == "binary":
+            return _sigmoid(out[:, :, 0]).mean(axis=1)
+        return np.mean([_softmax(out[:, m]) for m in range(out.shape[1])], axis=0)
+
+    def _raw(self, net: nn.Module, x: torch.Tensor) -> np.ndarray:
+        return self._outputs(net(x)).float().cpu().numpy()
 
     def fit(self, cfg, problem, x, y, x_valid, y_valid, seed, device, resume, desc, valid_figures):
         seed_everything(seed)
@@ -305,16 +438,16 @@ class MLP(Family):
             scale = (float(np.mean(y)), float(np.std(y)) or 1.0)
         else:
             scale = (0.0, 1.0)
-        net = MLPNet(x.shape[1], cfg.hidden, problem.outputs, cfg.dropout, cfg.skip_linear)
+        net = self.build(cfg, problem, x.shape[1], self.bins(cfg, x))
         xt, yt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), self._targets(problem.task, y, scale)
         xv = torch.from_numpy(np.ascontiguousarray(x_valid, dtype=np.float32)).to(device)
         yv = self._targets(problem.task, y_valid, scale).to(device)
-        loss_fn = self._loss(problem.task)
+        loss_fn = self._loss(cfg, problem.task)
 
         def evaluate(model):
             out = model(xv).float()
             return {"loss": float(loss_fn(out, yv)),
-                    **valid_figures(self._output(problem.task, out.cpu().numpy(), scale))}
+                    **valid_figures(self._output(problem.task, self._outputs(out).cpu().numpy(), scale))}
 
         def batches(epoch: int):  # a function of (seed, epoch) only: a resumed fold sees the same data
             generator = torch.Generator().manual_seed(seed * 1000 + epoch)
@@ -330,7 +463,7 @@ class MLP(Family):
         with cpu_threads(self.THREADS):
             result = fit_network(net, batches, steps, loss_fn, evaluate, settings, device, desc=desc, resume=resume)
         net.load_state_dict(result.best_state)
-        return MLPModel(net, scale, problem.task), {"best_epoch": result.best_epoch, "history": result.history}
+        return NetworkModel(net, scale, problem.task), {"best_epoch": result.best_epoch, "history": result.history}
 
     def predict(self, fitted, x, device):
         fitted.net.eval()
@@ -338,21 +471,56 @@ class MLP(Family):
         outs = []
         with torch.no_grad(), cpu_threads(self.THREADS):
             for start in range(0, len(x), self.PREDICT_ROWS):
-                outs.append(fitted.net(x[start:start + self.PREDICT_ROWS].to(device)).float().cpu().numpy())
-        out = np.concatenate(outs) if outs else np.zeros((0, fitted.net.head.out_features), np.float32)
-        return self._output(fitted.task, out, fitted.scale)
+                outs.append(self._raw(fitted.net, x[start:start + self.PREDICT_ROWS].to(device)))
+        if not outs:
+            return self._output(fitted.task, np.zeros((0, 1, 1)), fitted.scale)[:0]
+        return self._output(fitted.task, np.concatenate(outs), fitted.scale)
 
     def save(self, fitted, folder):
         return fitted.net.state_dict(), {"target_scale": list(fitted.scale)}
 
     def load(self, cfg, problem, folder, tensors, meta, device):
-        net = MLPNet(int(meta["n_features"]), cfg.hidden, problem.outputs, cfg.dropout, cfg.skip_linear)
+        net = self.build(cfg, problem, int(meta["n_features"]), self.saved_bins(cfg, tensors, str(folder)))
         problem_text = checkpoint.mismatch(net, tensors)
         if problem_text is not None:
-            raise UserError(f"{folder}: weights do not fit the mlp in its config ({problem_text})")
+            raise UserError(f"{folder}: weights do not fit the {self.name} in its config ({problem_text})")
         net.load_state_dict(tensors)
         net.to(device)
-        return MLPModel(net, tuple(meta["target_scale"]), problem.task)
+        return NetworkModel(net, tuple(meta["target_scale"]), problem.task)
+
+    def saved_bins(self, cfg, tensors, where: str):
+        return None
+
+
+class MLP(Network):
+    name, config = "mlp", MLPConfig
+    description = "a torch MLP (with a linear skip) trained by pipelines.training.fit"
+
+    def build(self, cfg, problem, n_features, bins=None):
+        return MLPNet(n_features, cfg.hidden, problem.outputs, cfg.dropout, cfg.skip_linear)
+
+
+class TabM(Network):
+    name, config = "tabm", TabMConfig
+    description = "TabM: k MLPs sharing their weights (BatchEnsemble), plain or with piecewise-linear embeddings"
+    members_axis = True
+
+    def check(self, cfg, where: str) -> None:
+        if len(set(cfg.hidden)) != 1:
+            raise UserError(f"{where}: tabm's blocks share one width; hidden: {cfg.hidden} has several")
+
+    def bins(self, cfg, x):
+        # every column taking more than two values (numeric ones; one-hot and indicator columns take two)
+        return networks.compute_bins(x, cfg.n_bins) if cfg.num_embeddings == "pwl" else None
+
+    def saved_bins(self, cfg, tensors, where):
+        return networks.bins_from_state(tensors, where) if cfg.num_embeddings == "pwl" else None
+
+    def build(self, cfg, problem, n_features, bins=None):
+        if cfg.num_embeddings == "pwl" and bins is None:
+            raise UserError("tabm with num_embeddings: pwl needs the fold's bins")
+        return networks.TabMNet(n_features, cfg.tabm_k, len(cfg.hidden), cfg.hidden[0], cfg.dropout, cfg.skip_linear,
+                                bins, cfg.d_embedding, n_out=problem.outputs)
 
 
 REGISTRY: dict[str, Family] = {}
@@ -363,7 +531,7 @@ def register(family: Family) -> Family:
     return family
 
 
-for _family in (Linear(), LightGBM(), MLP()):
+for _family in (Linear(), LightGBM(), CatBoost(), MLP(), TabM()):
     register(_family)
 
 
@@ -393,7 +561,22 @@ def build_config(values: dict, where: str):
             raise UserError(f"{where}: unknown key {key!r}: it is a key of model {' and '.join(owners)}, and this "
                             f"config's model is {family.name}")
         break  # configs.build names the closest valid key
-    return configs.build(family.config, values, where)
+    cfg = configs.build(family.config, values, where)
+    family.check(cfg, where)
+    return cfg
+
+
+REGRESSION_ONLY = {"target": "auto", "objective": "auto", "loss": "mse"}
+
+
+def check_task(cfg, task: str, where: str) -> None:
+    """Keys that change a regression's target or loss, set on a classification task: one line."""
+    if task == "regression":
+        return
+    for key, default in REGRESSION_ONLY.items():
+        if getattr(cfg, key, default) != default:
+            raise UserError(f"{where}: {key}: {getattr(cfg, key)} is for regression; this competition is {task} "
+                            f"(leave {key} at {default})")
 
 
 def load_config(name_or_path: str, overrides: dict | None = None):

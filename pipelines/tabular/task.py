@@ -80,10 +80,19 @@ def load_config(spec: Spec, name: str | None = None, overrides: dict | None = No
 
 # --------------------------------------------------------------------------- spaces
 
-def fit_target(spec: Spec, target: data.Target) -> np.ndarray:
+def transform(spec: Spec, cfg) -> str:
+    """What a regression's fold models are fitted on: the config's `target` (log1p or raw), or with
+    `target: auto` the spec's (log1p for rmsle, the metric's own space). Classification: none."""
+    if spec.task != "regression" or cfg.target == "auto":
+        return spec.target_transform
+    return "log1p" if cfg.target == "log1p" else "none"
+
+
+def fit_target(spec: Spec, target: data.Target, how: str | None = None) -> np.ndarray:
     """What fold models are fitted on (model space)."""
+    how = spec.target_transform if how is None else how
     if spec.task == "regression":
-        return np.log1p(target.values) if spec.target_transform == "log1p" else target.values
+        return np.log1p(target.values) if how == "log1p" else target.values
     return target.values
 
 
@@ -120,11 +129,16 @@ def train(spec: Spec, cfg, data_dir: str | Path, run_name: str | None = None, de
     started = time.perf_counter()
     distributed.refuse_launched(f"{spec.name} trains small tabular models")
     family = models.get(cfg.model, f"config {cfg.name}")
+    models.check_task(cfg, spec.task, f"config {cfg.name}")
     device = resolve(device)
     dataset = data.load(spec, data_dir, test_path)
     target = dataset.target
     problem = _problem(spec, target)
-    y_fit = fit_target(spec, target)
+    how = transform(spec, cfg)
+    if how == "log1p" and spec.task == "regression" and len(target.values) and float(np.min(target.values)) <= -1:
+        raise UserError(f"config {cfg.name}: target: log1p needs every {spec.target} above -1; "
+                        f"{dataset.train_path} has {float(np.min(target.values))}")
+    y_fit = fit_target(spec, target, how)
     fold_of_row = folding.make_folds(target.values, cfg.folds, cfg.seed,
                                      "labels" if spec.classification else "bins")
     if only_folds is not None:
@@ -135,13 +149,13 @@ def train(spec: Spec, cfg, data_dir: str | Path, run_name: str | None = None, de
     run = resume.open_run(spec.name, run_name, cfg, data_sha, restart=restart)
     run_dir = run.path
     try:
-        return _train(spec, cfg, family, dataset, problem, y_fit, fold_of_row, only_folds, run, device,
+        return _train(spec, cfg, family, dataset, problem, y_fit, how, fold_of_row, only_folds, run, device,
                       data_sha, started)
     finally:
         resume.release(run_dir)
 
 
-def _train(spec, cfg, family, dataset, problem, y_fit, fold_of_row, only_folds, run, device, data_sha, started):
+def _train(spec, cfg, family, dataset, problem, y_fit, how, fold_of_row, only_folds, run, device, data_sha, started):
     run_dir = run.path
     target = dataset.target
     config_values = configs.as_dict(cfg)
@@ -150,7 +164,7 @@ def _train(spec, cfg, family, dataset, problem, y_fit, fold_of_row, only_folds, 
     truth = target.values  # output space: values, 0/1, class indices
     metric = metrics.get(spec.metric)
     spec_meta = {"id": spec.id, "target": spec.target, "task": spec.task, "metric": spec.metric,
-                 "transform": spec.target_transform, "classes": target.classes}
+                 "transform": how, "classes": target.classes}
 
     def fit_fold(fold: int, train_index: np.ndarray, valid_index: np.ndarray) -> kfold.FoldOutput:
         seed = cfg.seed + 100 * fold
@@ -162,28 +176,46 @@ def _train(spec, cfg, family, dataset, problem, y_fit, fold_of_row, only_folds, 
         folder = run_dir / f"fold{fold}"
 
         def valid_figures(prediction: np.ndarray) -> dict:
-            return {spec.metric: metric(truth[valid_index], to_output(spec.target_transform, prediction))}
+            return {spec.metric: metric(truth[valid_index], to_output(how, prediction))}
 
-        state = Resume(folder / "last", f"fold {fold} seed {seed}", {"fold": fold})
-        fitted, info = family.fit(cfg, problem, x_fit, y_fit[train_index], x_valid, y_fit[valid_index], seed,
-                                  device, state, fold_label(fold, cfg.folds), valid_figures)
-        tensors, family_meta = family.save(fitted, folder)
-        checkpoint.save(folder, tensors, {
-            "competition": spec.name, "engine": ENGINE, "spec": spec_meta, "config": config_values,
-            "fold": fold, "seed": seed, "problem": {"task": problem.task, "n_classes": problem.n_classes},
-            "n_features": int(x_fit.shape[1]), "preprocessor": pre.state,
-            "best_epoch": int(info.get("best_epoch", 0)), "history": info.get("history", []), **family_meta})
-        # predictions from the model as saved, so that predict() from the checkpoints repeats them exactly
-        fitted = _load_fold(folder, device)[0]
-        valid = family.predict(fitted, x_valid, device)
-        test = family.predict(fitted, pre.transform(test_frame), device) if test_frame is not None else None
+        # seeds_per_fold models that differ only by seed (seed + member), averaged in the model space;
+        # the first lives in fold<k>/ itself, the others in fold<k>/member<m>/
+        valid = test = None
+        best_epochs = []
+        x_test = pre.transform(test_frame) if test_frame is not None else None
+        for member in range(cfg.seeds_per_fold):
+            member_seed = seed + member
+            where = member_folder(folder, member, cfg.seeds_per_fold)
+            if not (where / checkpoint.META).exists():  # else finished by an earlier, interrupted attempt
+                label = fold_label(fold, cfg.folds, member if cfg.seeds_per_fold > 1 else None)
+                state = Resume(where / "last", f"fold {fold} seed {member_seed}", {"fold": fold, "member": member})
+                fitted, info = family.fit(cfg, problem, x_fit, y_fit[train_index], x_valid, y_fit[valid_index],
+                                          member_seed, device, state, label, valid_figures)
+                tensors, family_meta = family.save(fitted, where)
+                checkpoint.save(where, tensors, {
+                    "competition": spec.name, "engine": ENGINE, "spec": spec_meta, "config": config_values,
+                    "fold": fold, "member": member, "seed": member_seed,
+                    "problem": {"task": problem.task, "n_classes": problem.n_classes},
+                    "n_features": int(x_fit.shape[1]), "preprocessor": pre.state,
+                    "best_epoch": int(info.get("best_epoch", 0)), "history": info.get("history", []), **family_meta})
+            # predictions from the model as saved, so that predict() from the checkpoints repeats them exactly
+            fitted, _, _, meta, _ = _load_fold(where, device)
+            best_epochs.append(int(meta.get("best_epoch", 0)))
+            v = family.predict(fitted, x_valid, device)
+            valid = v if valid is None else valid + v
+            if x_test is not None:
+                t = family.predict(fitted, x_test, device)
+                test = t if test is None else test + t
+        n = cfg.seeds_per_fold
+        if n > 1:
+            valid, test = valid / n, (test / n if test is not None else None)
         fold_info = {"train_rows": int(len(train_index))}
-        if info.get("best_epoch"):
-            fold_info["best_epoch"] = int(info["best_epoch"])
+        if any(best_epochs):
+            fold_info["best_epoch"] = best_epochs[0] if n == 1 else best_epochs
         return kfold.FoldOutput(valid, test, fold_info)
 
     def score(index: np.ndarray, prediction: np.ndarray) -> dict:
-        return metrics.scores(spec.task, spec.metric, truth[index], to_output(spec.target_transform, prediction))
+        return metrics.scores(spec.task, spec.metric, truth[index], to_output(how, prediction))
 
     result = kfold.run(fold_of_row, fit_fold, score, spec.metric, only_folds, store=run_dir)
     if not result.assembled:  # other processes still train folds of this run: the last one assembles it
@@ -192,14 +224,14 @@ def _train(spec, cfg, family, dataset, problem, y_fit, fold_of_row, only_folds, 
     resume.refresh(run)
     columns = prediction_columns(spec.task, spec.target, target.classes)
     oof = prediction_frame(spec.id, dataset.train_ids, spec.task, spec.target, target.classes,
-                           to_output(spec.target_transform, result.oof_prediction))
+                           to_output(how, result.oof_prediction))
     oof.columns = [spec.id] + [f"oof_{c}" for c in columns]
     oof.insert(1, "fold", fold_of_row)
     oof.insert(2, spec.target, target.labels)
     atomic.write_text(run_dir / "oof.csv", oof.to_csv(index=False))
     if result.test_prediction is not None:
         frame = prediction_frame(spec.id, dataset.test_ids, spec.task, spec.target, target.classes,
-                                 to_output(spec.target_transform, result.test_prediction))
+                                 to_output(how, result.test_prediction))
         write_predictions(spec, frame, run_dir / "test_predictions.csv", dataset.test_ids, target.classes)
     wall = time.perf_counter() - started + result.resumed_seconds
     folds_done = [s["fold"] for s in result.fold_scores]
@@ -217,6 +249,12 @@ def _train(spec, cfg, family, dataset, problem, y_fit, fold_of_row, only_folds, 
 
 
 # --------------------------------------------------------------------------- prediction
+
+def member_folder(fold_folder: Path, member: int, members: int) -> Path:
+    """Where a fold's model `member` (of `members`) is saved: the first in the fold folder itself,
+    the others in fold<k>/member<m>/."""
+    return Path(fold_folder) if member == 0 else Path(fold_folder) / f"member{member}"
+
 
 def _load_fold(folder: Path, device) -> tuple:
     """(fitted model, family, preprocessor, meta, config) of one fold checkpoint."""
@@ -277,10 +315,17 @@ def predict(run_dir: str | Path, test_path: str | Path, device: str = "auto") ->
     except (OSError, ValueError, KeyError, TypeError):
         source = data.TRAIN
     total = None
-    for fitted, family, pre, meta, cfg in loaded:
+    for (fitted, family, pre, meta, cfg), folder in zip(loaded, [Path(run_dir) / f"fold{m[3]['fold']}" for m in loaded]):
         x = pre.transform(data.feature_frame(frame, pre.state["numeric"], pre.state["categorical"], Path(test_path),
                                              spec_meta["id"], source, f" (run {run_dir.name} was trained on it)"))
-        prediction = family.predict(fitted, x, device)
+        prediction = None
+        for member in range(cfg.seeds_per_fold):  # averaged as training averaged them
+            model = fitted if member == 0 else _load_fold(member_folder(folder, member, cfg.seeds_per_fold),
+                                                           device)[0]
+            p = family.predict(model, x, device)
+            prediction = p if prediction is None else prediction + p
+        if cfg.seeds_per_fold > 1:
+            prediction = prediction / cfg.seeds_per_fold
         total = prediction if total is None else total + prediction  # as kfold.run sums, fold by fold
     return prediction_frame(spec_meta["id"], frame[spec_meta["id"]], spec_meta["task"], spec_meta["target"],
                             spec_meta["classes"], to_output(spec_meta["transform"], total / len(loaded)))

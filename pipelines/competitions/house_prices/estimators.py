@@ -13,7 +13,6 @@ Every estimator predicts the log price directly (the target is always log for th
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +20,7 @@ import torch
 
 from ... import atomic
 from ...errors import UserError
+from ...tabular import estimators
 
 LINEAR = ("lasso", "elasticnet", "ridge")
 TREES = ("gbm", "catboost")
@@ -62,41 +62,21 @@ def fit(cfg, x: np.ndarray, y: np.ndarray, seed: int):
     """Fit the configured classical model on (x, log price)."""
     x = np.asarray(x, dtype=np.float64)
     if cfg.model in LINEAR:
-        from sklearn.exceptions import ConvergenceWarning
-        from sklearn.linear_model import ElasticNet, Lasso, Ridge
-
-        if cfg.model == "lasso":
-            model = Lasso(alpha=cfg.alpha, max_iter=cfg.max_iter, random_state=seed)
-        elif cfg.model == "elasticnet":
-            model = ElasticNet(alpha=cfg.alpha, l1_ratio=cfg.l1_ratio, max_iter=cfg.max_iter, random_state=seed)
-        else:
-            model = Ridge(alpha=cfg.alpha)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            model.fit(x, y)
+        model = estimators.linear_regression(cfg.model, cfg.alpha, cfg.l1_ratio, cfg.max_iter, seed)
+        estimators.fit_quietly(model, x, y)
         return LinearEstimator(model.coef_, model.intercept_)
     if cfg.model == "gbm":
         import lightgbm as lgb
 
-        params = {"objective": cfg.gbm_objective, "learning_rate": cfg.lr, "num_leaves": cfg.num_leaves,
-                  "max_depth": -1, "min_data_in_leaf": cfg.min_child_samples,
-                  "feature_fraction": cfg.colsample, "bagging_fraction": cfg.subsample,
-                  "bagging_freq": 1 if cfg.subsample < 1 else 0, "lambda_l2": cfg.weight_decay,
-                  "max_bin": 255, "seed": seed, "deterministic": True, "force_row_wise": True,
-                  "num_threads": 2, "verbose": -1,
-                  "linear_tree": cfg.linear_tree, "linear_lambda": cfg.linear_lambda}
+        params = estimators.lightgbm_params({"objective": cfg.gbm_objective}, cfg.lr, cfg.num_leaves,
+                                            cfg.min_child_samples, cfg.colsample, cfg.subsample, cfg.weight_decay,
+                                            seed, threads=2, linear_tree=cfg.linear_tree,
+                                            linear_lambda=cfg.linear_lambda)
         booster = lgb.train(params, lgb.Dataset(x, y), num_boost_round=cfg.n_estimators)
         return TreeEstimator(booster)
     if cfg.model == "catboost":
-        from catboost import CatBoostRegressor
-
-        # Bernoulli row sampling at `subsample` (none at 1.0), rsm the share of columns per split
-        sampling = {"bootstrap_type": "Bernoulli", "subsample": cfg.subsample} if cfg.subsample < 1 else \
-            {"bootstrap_type": "No"}
-        model = CatBoostRegressor(iterations=cfg.n_estimators, learning_rate=cfg.lr, depth=cfg.depth,
-                                  l2_leaf_reg=cfg.weight_decay, rsm=cfg.colsample, loss_function="RMSE",
-                                  random_seed=seed, thread_count=2, verbose=False, allow_writing_files=False,
-                                  **sampling)
+        model = estimators.catboost_model("regression", cfg.n_estimators, cfg.lr, cfg.depth, cfg.weight_decay,
+                                          cfg.subsample, cfg.colsample, seed, threads=2)
         model.fit(x, y)
         return CatBoostEstimator(model)
     raise UserError(f"model: {cfg.model!r} is not a classical model ({', '.join(CLASSICAL)})")
