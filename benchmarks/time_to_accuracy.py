@@ -112,7 +112,9 @@ def pretrained(quick: bool) -> tuple[list, str]:
         task.predict_folder(out["run_dir"], tests, "cpu")
         predict_s = time.perf_counter() - t0
         stage_s = float(out["row"].get("feature_stage_s", 0.0))
-        backbone = task.make_backbone(cfg)
+        from pipelines.images import backbones
+
+        backbone = backbones.make_backbone(cfg.arch, cfg.pretrained)
         fwd = flops.forward_flops(backbone, cfg.image_size)
     peak = flops.matmul_peak(torch.get_num_threads(), seconds=0.3 if quick else 1.0)
     views = 2 if cfg.tta_flip else 1

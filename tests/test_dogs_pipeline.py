@@ -17,7 +17,7 @@ from conftest import REAL_DOGS, require_real
 from pipelines import hints
 from pipelines.cli import main
 from pipelines.competitions.dogs_vs_cats import task
-from pipelines.images import augment, networks as models
+from pipelines.images import augment, heads, networks as models
 from pipelines.errors import UserError
 
 def _has_package() -> bool:
@@ -228,7 +228,7 @@ def test_frozen_pretrained_features_recipe(home, small, head):
         state = load_file(str(run_dir / "fold0" / "model.safetensors"))
         assert {"mlp.net.2.weight", "logreg.fc.weight"} <= set(state)
         dim = state["logreg.fc.weight"].shape[1]
-        pair = task.PairHead(dim, state["mlp.net.2.weight"].shape[0], 0.5).eval()
+        pair = heads.PairHead(dim, state["mlp.net.2.weight"].shape[0], 0.5, 2).eval()
         pair.load_state_dict(state)
         x = torch.randn(4, dim)
 

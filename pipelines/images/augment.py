@@ -33,6 +33,11 @@ U = TypeVar("U")
 PREFETCH = 2  # batches made ahead of the training step by `batches`
 
 
+# the config keys of training augmentation (recipes.py): flips, crops and colour jitter, or a
+# declared albumentations pipeline (`augment`, see load) instead of them
+KEYS = {"hflip", "crop_scale", "color_jitter", "augment"}
+
+
 def _albumentations():
     """albumentations, with OpenCV set to one thread (process-wide): on images this small its
     thread pool costs more than it saves (crop + flip + jitter at 64 px: 25 -> 17 CPU ms a

