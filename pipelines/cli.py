@@ -7,7 +7,7 @@ import errno
 import os
 import sys
 
-from . import __version__, competition, distributed, hints, leaderboard
+from . import __version__, competition, distributed, hints, registry as leaderboard
 from .errors import UserError
 
 VERBS = {
@@ -168,8 +168,15 @@ def _main(argv: list[str] | None) -> int:
     if args.verb is None:   # a bare `python -m pipelines`: what there is to do
         parser.print_help()
         return 0
-    if getattr(args, "quiet", False):
-        os.environ["PIPELINES_QUIET"] = "1"
+    from .progress import quieted
+
+    with quieted(bool(getattr(args, "quiet", False))):   # for this command only (main() may be called again)
+        return _dispatch(args)
+
+
+def _dispatch(args) -> int:
+    from . import api
+
     rank = int(os.environ.get("RANK", "0") or 0) if distributed.launched() else 0
     if rank:  # torchrun: rank 0 speaks for the run (errors of the other ranks still reach stderr)
         sys.stdout = open(os.devnull, "w")
@@ -200,10 +207,26 @@ def _main(argv: list[str] | None) -> int:
             from . import kaggle
             kaggle.refresh(args.competition)
             return 0
-        if args.verb == "prepare" and not args.data:
-            from . import kaggle
-            kaggle.ensure_data(args.competition)    # Kaggle download unless data/<competition> has it
-        if args.verb in ("predict", "report", "submit"):
+        # the verbs of pipelines/api.py: one layer for the command line, the Makefile, sweeps and notebooks
+        if args.verb == "prepare":
+            api.prepare(comp.name, args.data, config=args.config, overrides=args.set, workers=args.workers,
+                        quiet=args.quiet)
+            return 0
+        if args.verb == "train":
+            api.train(comp.name, args.config, data=args.data, name=args.name, overrides=args.set, folds=args.folds,
+                      device=args.device, restart=args.restart, quiet=args.quiet)
+            return 0
+        if args.verb == "predict":
+            api.predict(comp.name, args.run, args.test, args.out, device=args.device, quiet=args.quiet)
+            return 0
+        if args.verb == "submit":
+            api.submit(comp.name, args.run, out=args.out, kaggle=args.kaggle, wait=args.wait, quiet=args.quiet)
+            return 0
+        if args.verb == "blend":
+            api.blend(comp.name, args.runs, method=args.method, name=args.name, restart=args.restart,
+                      quiet=args.quiet)
+            return 0
+        if args.verb == "report":
             from . import runs
             args.run = runs.resolve_run(args.competition, args.run)  # `best`: the best CV's run
         if args.verb == "compare":
@@ -216,19 +239,12 @@ def _main(argv: list[str] | None) -> int:
         if args.verb == "sweep":
             from . import sweep
             return sweep.command(args)
-        if args.verb == "blend":
-            from . import blend
-            return blend.command(args)
         handler = comp.verb(args.verb)
         if handler is None:
             offered = [c.name for c in competition.registered() if c.verb(args.verb) is not None]
-            raise UserError(f"{args.competition} has no {args.verb!r} verb (its verbs: {', '.join(comp.verbs)}); "
+            raise UserError(f"{args.competition} has no {args.verb!r} verb (its verbs: {', '.join(comp.verb_names)}); "
                             f"{args.verb} is offered by {', '.join(offered) or 'no competition'}")
-        status = int(handler(args) or 0)
-        if args.verb == "submit" and args.kaggle and status == 0:
-            from . import kaggle
-            kaggle.submit(args.competition, args.run, args.out, wait=args.wait)
-        return status
+        return int(handler(args) or 0)
     except UserError as exc:
         if not (rank and getattr(exc, "from_main", False)):  # rank 0 already said it
             print(f"error: {'' if not rank else f'[rank {rank}] '}{exc}", file=sys.stderr)

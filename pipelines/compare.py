@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import hints, leaderboard, paths, runs
+from . import hints, registry as leaderboard, paths, runs
 from .errors import UserError
 from .report import save, subplots
 

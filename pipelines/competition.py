@@ -18,8 +18,12 @@ competition's name: they look the competition up with `load(name_or_path)` and a
                              out-of-fold and test files read
   report_sections            function(run_dir, run, out) -> Markdown lines (and PNGs in out) that
                              follow the shared part of a run's report
-  verbs                      name -> handler(args) -> exit status: prepare, train, predict, submit,
-                             and whatever else the competition offers (demo, summary)
+  verbs                      name -> handler(args) -> exit status: prepare, train, submit, and
+                             whatever else the competition offers (demo, summary)
+  write_predicted            function(run_dir, run, frame, out, test) -> path: predictions of a new
+                             test file or folder (the run's test_predictions.csv layout) written as
+                             the competition's submission; `predict` (pipelines/api.py) makes the
+                             frame, from a run's checkpoints or a blend's members, the same way for all
 
 Every registered competition passes tests/test_competition_protocol.py, the way every
 scikit-learn estimator passes check_estimator.
@@ -52,7 +56,7 @@ from .errors import UserError
 KINDS = ("tabular", "images")
 TASKS = ("regression", "binary", "multiclass")
 FORMATS = ("value", "label", "probability", "probabilities")
-REQUIRED_VERBS = ("prepare", "train", "predict", "submit")
+REQUIRED_VERBS = ("prepare", "train", "submit")
 BUILTIN_PACKAGE = "pipelines.competitions"
 
 
@@ -137,7 +141,7 @@ class Submission:
 
 
 class BlendSpace(abc.ABC):
-    """How a competition's predictions are blended (pipelines/blend.py), and how its runs' files read.
+    """How a competition's predictions are blended (pipelines/blending.py), and how its runs' files read.
 
     Members' values (a price, P(positive), ...) are mapped by `link` into the space where they
     are averaged with weights, and back by `unlink`; `fit_target` is the truth in that space for
@@ -163,7 +167,7 @@ class BlendSpace(abc.ABC):
 
     def oof_columns(self, run: dict) -> list[str]:
         """oof.csv's prediction column(s) of this run: one (the value, P(positive)), or one per
-        class for a space whose members are rows of class probabilities (blend.py then combines
+        class for a space whose members are rows of class probabilities (blending.py then combines
         (rows, members, classes) arrays: link and unlink work on the last axis)."""
         return [self.oof_value]
 
@@ -239,6 +243,7 @@ class Competition:
     default_config: str | None = None           # what `train` uses without --config
     test_input: str = "test file"               # what `predict --test` takes, for the help text
     report_sections: Callable[[Path, dict, Path], list[str]] | None = None
+    write_predicted: Callable[..., Path] | None = None
 
     def __post_init__(self):
         for what, value, allowed in (("kind", self.kind, KINDS), ("task", self.task, TASKS),
@@ -247,8 +252,16 @@ class Competition:
                 raise ValueError(f"competition {self.name!r}: {what} {value!r} is not one of {', '.join(allowed)}")
 
     def verb(self, name: str) -> Callable | None:
-        """The handler of a verb (called with the parsed arguments), or None when it has none."""
+        """The handler of a verb (called with the parsed arguments), or None when it has none.
+        `predict` is every competition's (api.predict_command) once it can write predictions."""
+        if name == "predict" and name not in self.verbs and self.write_predicted is not None:
+            return Lazy("pipelines.api:predict_command")
         return self.verbs.get(name)
+
+    @property
+    def verb_names(self) -> list[str]:
+        """The verbs it offers (predict included)."""
+        return list(self.verbs) + (["predict"] if "predict" not in self.verbs and self.write_predicted else [])
 
 
 # --------------------------------------------------------------------------- the registry

@@ -74,6 +74,27 @@ def use_deterministic() -> None:
 
 
 @contextlib.contextmanager
+def deterministic(on: bool = True):
+    """use_deterministic inside the block (with on); torch's flags and the environment as they were
+    after it (the Python API leaves no global state behind)."""
+    if not on:
+        yield
+        return
+    before = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic,
+              torch.backends.cudnn.benchmark, os.environ.get("CUBLAS_WORKSPACE_CONFIG"))
+    use_deterministic()
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before[0])
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = before[1], before[2]
+        if before[3] is None:
+            os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
+        else:
+            os.environ["CUBLAS_WORKSPACE_CONFIG"] = before[3]
+
+
+@contextlib.contextmanager
 def cpu_threads(n: int):
     """torch's intra-op CPU threads set to n inside the block, restored after it.
 

@@ -24,9 +24,9 @@ import zipfile
 from datetime import datetime
 from pathlib import Path
 
-from . import archives, competition as competitions, hints, leaderboard, paths, runs
+from . import archives, competition as competitions, hints, registry as leaderboard, paths, runs
 from .errors import UserError
-from .leaderboard import submission_message  # noqa: F401  (kaggle.submission_message: what an upload says)
+from .registry import submission_message  # noqa: F401  (kaggle.submission_message: what an upload says)
 
 POLL_S = 10.0            # seconds between reads of the submissions list while --wait runs
 OUTPUT_KEEP = 1 << 20    # bytes of the CLI's output kept for error messages and parsing

@@ -14,6 +14,7 @@ stdout in every case, through say(), which keeps them clear of a bar on screen.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -29,6 +30,24 @@ _last_beat: list[float] = [-float("inf")]               # when the last heartbea
 def quiet() -> bool:
     """Progress output off: under CI, or when PIPELINES_QUIET is set (--quiet)."""
     return bool(os.environ.get("CI") or os.environ.get("PIPELINES_QUIET"))
+
+
+@contextlib.contextmanager
+def quieted(on: bool = True):
+    """Progress output off inside the block (with on), as it was after it: --quiet, the API's
+    quiet=True and a sweep's trials leave nothing set behind them."""
+    if not on:
+        yield
+        return
+    before = os.environ.get("PIPELINES_QUIET")
+    os.environ["PIPELINES_QUIET"] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("PIPELINES_QUIET", None)
+        else:
+            os.environ["PIPELINES_QUIET"] = before
 
 
 def interactive(stream: TextIO | None = None) -> bool:

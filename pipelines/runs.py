@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import json
 import platform
 import subprocess
@@ -13,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import atomic, competition as competitions, config as configs, leaderboard, paths, resume
+from . import atomic, competition as competitions, config as configs, registry as leaderboard, paths, resume
 from .errors import UserError
 from .config import as_dict, config_hash
 
@@ -30,6 +32,20 @@ def code_version() -> dict:
     except (OSError, subprocess.SubprocessError):
         commit, dirty = "", False
     return {"commit": commit or "unknown", "dirty": dirty}
+
+
+_listeners: list[list[Path]] = []   # inside recorded(): the run folders recorded so far
+
+
+@contextlib.contextmanager
+def recorded():
+    """The run folders `record` writes inside the block, in order (the API returns the last)."""
+    found: list[Path] = []
+    _listeners.append(found)
+    try:
+        yield found
+    finally:
+        _listeners.remove(found)
 
 
 def record(run_dir: Path, *, competition: str, config, result, metric: str, greater_is_better: bool,
@@ -55,6 +71,8 @@ def record(run_dir: Path, *, competition: str, config, result, metric: str, grea
     atomic.write_json(run_dir / "run.json", {**row, "config_values": as_dict(config)})
     if register:
         leaderboard.append(row)
+    for found in _listeners:
+        found.append(Path(run_dir))
     return row
 
 

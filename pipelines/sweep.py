@@ -39,7 +39,6 @@ import contextlib
 import fcntl
 import hashlib
 import json
-import math
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -169,54 +168,29 @@ def run_name(sweep: str, values: dict) -> str:
     return f"{sweep}-{digest}"
 
 
-def _train_args(comp: str, config: str, name: str, overrides: dict, data: str | None, device: str):
-    """The arguments `python -m pipelines train COMP --config CONFIG --name NAME --set K=V ...` gives
-    the competition's train verb (cli.py's train options, at their defaults otherwise)."""
-    import argparse
-
-    return argparse.Namespace(verb="train", competition=comp, config=config, name=name, data=data, device=device,
-                              set=[f"{key}={json.dumps(value)}" for key, value in overrides.items()],
-                              folds=None, restart=False, deterministic=False, quiet=True)
-
-
-@contextlib.contextmanager
-def _quiet():
-    """No progress bars from a trial (the sweep prints one line per trial)."""
-    before = os.environ.get("PIPELINES_QUIET")
-    os.environ["PIPELINES_QUIET"] = "1"
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop("PIPELINES_QUIET", None)
-        else:
-            os.environ["PIPELINES_QUIET"] = before
-
-
 def train(comp: str, config: str, name: str, overrides: dict, data: str | None, device: str,
           listener=None, log: Path | None = None) -> dict | None:
-    """Train one run through the competition's `train` verb (as the command line would); its
-    run.json when it finished, None when it failed (the error said on stderr in one line). With
-    `log`, what the verb prints on stdout goes to that file instead."""
+    """Train one run with pipelines.api.train (as the command line would), quietly; its run.json when
+    it finished, None when it failed (the error said on stderr in one line). With `log`, what
+    training prints on stdout goes to that file instead."""
     import sys
 
-    handler = competition.load(comp).verb("train")
+    from . import api
+
     with contextlib.ExitStack() as stack:
-        stack.enter_context(_quiet())
         if listener is not None:
             stack.enter_context(kfold.fold_listener(listener))
         if log is not None:
             log.parent.mkdir(parents=True, exist_ok=True)
             stack.enter_context(contextlib.redirect_stdout(stack.enter_context(open(log, "a"))))
         try:
-            handler(_train_args(comp, config, name, overrides, data, device))
+            run = api.train(comp, config, data=data, name=name, overrides=overrides, device=device, quiet=True)
         except UserError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return None
-    run_dir = paths.runs_dir(comp) / name
-    if not (run_dir / "run.json").exists():
+    if run is None or not (run.folder / "run.json").exists():
         return None
-    return runs.load_run(run_dir)
+    return runs.load_run(run.folder)
 
 
 # --------------------------------------------------------------------------- the study

@@ -196,8 +196,8 @@ def measure(out: Path, tables: list[str], config_names: list[str], device: str =
 
 
 def _measure_blend(out: Path, name: str, laid, spec, config_names: list[str], method: str) -> dict:
-    """The configs' runs blended (pipelines/blend.py, nested CV), scored like a run."""
-    from pipelines import blend, competition
+    """The configs' runs blended (pipelines/blending.py, nested CV), scored like a run."""
+    from pipelines import blending as blend, competition
     from pipelines.tabular import task
 
     comp = competition.load(str(laid.spec_path))

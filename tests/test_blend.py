@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines import atomic, blend, folds as folding, kfold, paths, runs, submission
+from pipelines import atomic, blending as blend, folds as folding, kfold, paths, runs, submission
 from pipelines.cli import main
 from pipelines.competitions.dogs_vs_cats import task as dogs
 from pipelines.competitions.house_prices import task as house

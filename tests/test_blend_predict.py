@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines import blend, hints, runs
+from pipelines import blending as blend, hints, runs
 from pipelines.cli import main
 
 HOUSE, DOGS = "house-prices", "dogs-vs-cats"

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from iteration_runs import HOUSE, trained, copy_home, run_record, toy_run, train_runs
-from pipelines import blend, competition, compare, runs, specs
+from pipelines import blending as blend, competition, compare, runs, specs
 from pipelines.cli import main
 from pipelines.errors import UserError
 

@@ -183,8 +183,8 @@ def test_blend_space_round_trips(comp):
 
 def _multiclass_space_round_trips(comp, k: int = 4):
     """Multiclass members are (rows, classes) probabilities: link/unlink work on the last axis, and
-    members stack into (rows, members, classes), as pipelines/blend.py combines them."""
-    from pipelines import blend
+    members stack into (rows, members, classes), as pipelines/blending.py combines them."""
+    from pipelines import blending as blend
 
     rng = np.random.default_rng(2)
     space = comp.blend
@@ -213,13 +213,17 @@ def test_verbs_exist(comp):
         resolved = handler.resolve() if isinstance(handler, competition.Lazy) else handler
         assert callable(resolved), name
     assert comp.verb("no-such-verb") is None
+    # predict is one verb for all (pipelines/api.py): the competition writes what it predicted
+    assert "predict" not in comp.verbs and comp.verb("predict") is not None
+    writer = comp.write_predicted
+    assert callable(writer.resolve() if isinstance(writer, competition.Lazy) else writer)
     if isinstance(comp.report_sections, competition.Lazy):
         assert callable(comp.report_sections.resolve())
 
 
 # --------------------------------------------------------------------------- the shared stages
 
-SHARED = ["cli", "kfold", "blend", "report", "kaggle", "leaderboard", "runs", "competition", "compare"]
+SHARED = ["cli", "kfold", "blending", "report", "kaggle", "registry", "runs", "competition", "compare", "api"]
 BUILTIN_NAMES = re.compile(r"house|dogs|\bcats?\b|\bames\b", re.IGNORECASE)
 
 
@@ -270,12 +274,12 @@ def test_shared_stages_name_no_competition(module):
     assert not imported, f"{path.name} imports {imported}"
 
 
-def test_kaggle_leaderboard_runs_import_graph_is_acyclic():
+def test_kaggle_registry_runs_import_graph_is_acyclic():
     """The shared modules' imports (lazy ones included) form no cycle."""
     modules = {p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__"}
     graph = {m: {i.split(".")[1] for i in _imports(PACKAGE / f"{m}.py")
                  if i.count(".") >= 1 and i.split(".")[1] in modules} - {m} for m in modules}
-    assert "kaggle" not in graph["leaderboard"] and "report" not in graph["leaderboard"]
+    assert "kaggle" not in graph["registry"] and "report" not in graph["registry"]
     assert "kaggle" not in graph["runs"]
     state: dict[str, int] = {}
 

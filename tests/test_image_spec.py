@@ -16,7 +16,7 @@ import pytest
 import yaml
 from PIL import Image, ImageDraw
 
-from pipelines import hints
+from pipelines import api, hints
 from pipelines.errors import UserError
 from pipelines.images import data, digits, spec as specs, task
 from pipelines.images.cli import ImageSpecVerbs, verbs as spec_verbs
@@ -202,8 +202,7 @@ def test_cifar_layout_train_predict_submit(home, cifar):
     assert set(written["label"]) <= set(CIFAR_CLASSES)
     probabilities = stored[sorted(CIFAR_CLASSES)].to_numpy()
     assert written["label"].tolist() == [sorted(CIFAR_CLASSES)[i] for i in probabilities.argmax(axis=1)]
-    assert verbs.predict(argparse.Namespace(run="r1", test=str(cifar / "test"), out=str(home / "p.csv"),
-                                            device="cpu")) == 0
+    assert api.predict(verbs.spec.path, "r1", cifar / "test", home / "p.csv", device="cpu") == home / "p.csv"
     assert (home / "p.csv").read_text() == path.read_text()
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines import kaggle, leaderboard
+from pipelines import kaggle, registry as leaderboard
 from pipelines import hints
 from pipelines.cli import main
 from pipelines.errors import UserError

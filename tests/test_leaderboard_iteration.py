@@ -1,6 +1,6 @@
 """The leaderboard for iterating: the params column (what each run's config changed), --config, a
 sweep's winner marked from its sweep.json, and --public (CV against Kaggle's public scores, from
-registry rows written by hand in the format pipelines.leaderboard.record_kaggle writes)."""
+registry rows written by hand in the format pipelines.registry.record_kaggle writes)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from iteration_runs import HOUSE, trained, copy_home, toy_run, train_runs
-from pipelines import competition, config, hints, leaderboard, specs
+from pipelines import competition, config, hints, registry as leaderboard, specs
 from pipelines.cli import main
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from pipelines import kaggle, leaderboard
+from pipelines import kaggle, registry as leaderboard
 from pipelines.cli import main
 
 FAST = ["--set", "epochs=2", "--set", "folds=2"]

@@ -27,7 +27,7 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 from conftest import ROOT
-from pipelines import atomic, checkpoint, folds, leaderboard
+from pipelines import atomic, checkpoint, folds, registry as leaderboard
 from pipelines.cli import main
 from pipelines.competitions.dogs_vs_cats import task as dogs
 from pipelines.competitions.house_prices.data import read_csv
@@ -133,7 +133,7 @@ def test_two_processes_appending_to_the_registry_at_once_lose_nothing(tmp_path):
     script = textwrap.dedent(f"""
         import sys
         from pathlib import Path
-        from pipelines import leaderboard
+        from pipelines import registry as leaderboard
         for i in range(300):
             leaderboard.append({{"run": sys.argv[1] + str(i), "pad": "x" * 2000}}, Path({str(registry)!r}))
     """)

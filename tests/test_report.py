@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from drawn_images import draw
-from pipelines import leaderboard, report
+from pipelines import registry as leaderboard, report
 from pipelines.cli import main
 from pipelines.competitions.dogs_vs_cats import report as dogs_report
 from pipelines.competitions.house_prices import report as house_report

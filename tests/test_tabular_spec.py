@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from conftest import ROOT
-from pipelines import checkpoint, hints
+from pipelines import api, checkpoint, hints
 from pipelines.errors import UserError
 from pipelines.tabular import data, metrics, models, spec as specs, task
 from pipelines.tabular.cli import SpecVerbs
@@ -114,8 +114,7 @@ def test_train_predict_submit_round_trip(home, tables, table, model, submission,
     score, baseline = held_out_score(spec, written, laid.answers_path), held_out_score(spec, sample, laid.answers_path)
     assert (score > baseline) if spec.greater_is_better else (score < baseline), (score, baseline)
 
-    assert verbs.predict(argparse.Namespace(run="r1", test=str(laid.folder / "test.csv"),
-                                            out=str(home / "p.csv"), device="cpu")) == 0
+    assert api.predict(laid.spec_path, "r1", laid.folder / "test.csv", home / "p.csv", device="cpu") == home / "p.csv"
     assert (home / "p.csv").read_text() == path.read_text()
 
 

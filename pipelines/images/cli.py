@@ -1,10 +1,10 @@
 """The verbs of an image spec competition, with the signatures of pipelines/tabular/cli.py
 (verb(args) -> exit status).
 
-`ImageSpecVerbs(spec)` is what a registry maps an images spec to: its methods prepare, train, predict
-and submit take the argparse.Namespace of pipelines/cli.py (missing options fall back to their
+`ImageSpecVerbs(spec)` is what a registry maps an images spec to: its methods prepare, train and
+submit take the argparse.Namespace of pipelines/cli.py (missing options fall back to their
 defaults, so tests can pass a short Namespace). Options read: --data, --config, --set, --name,
---folds, --device, --restart, --workers (train, prepare); --run, --test, --out (predict, submit).
+--folds, --device, --restart, --workers (train, prepare); --run, --out (submit).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ class ImageSpecVerbs:
     @property
     def verbs(self) -> dict:
         """verb -> handler(args) -> exit status, as a registry takes them."""
-        return {"prepare": self.prepare, "train": self.train, "predict": self.predict, "submit": self.submit}
+        return {"prepare": self.prepare, "train": self.train, "submit": self.submit}
 
     def data_dir(self, given: str | None) -> Path:
         spec = self.spec
@@ -134,17 +134,6 @@ class ImageSpecVerbs:
             return sample
         print(data.no_template_note(self.spec, folder, run.get("classes"), rows))
         return None
-
-    def predict(self, args) -> int:
-        """The submission for a folder of images from the run's fold checkpoints: the template's
-        columns, and its rows when the folder holds exactly its ids."""
-        run_dir = paths.find_run(self.spec.name, args.run)
-        run = runs.load_run(run_dir)
-        frame = task.predict(run_dir, Path(args.test), _option(args, "device", "auto"))
-        sample = self._template(run, f"{args.test}, by id")
-        path = task.write_submission(self.spec, frame, Path(args.out), run["classes"], sample, template_rows=False)
-        print(f"wrote {path} ({len(frame)} rows) from {run_dir.name}")
-        return 0
 
     def submit(self, args) -> int:
         """The run's test predictions as the submission: the template's columns and rows (exactly its

@@ -26,32 +26,25 @@ class _Verb:
     def __call__(self, args) -> int:
         from .cli import ImageSpecVerbs
 
-        if self.name == "predict":
-            return _predict(self.spec, args)
         return getattr(ImageSpecVerbs(self.spec), self.name)(args)
 
     def __repr__(self) -> str:
         return f"<{self.spec.name} {self.name}>"
 
 
-def _predict(spec: ImageSpec, args) -> int:
-    """ImageSpecVerbs' predict, and for a blend run its members' predictions combined as the blend
-    combined them (pipelines/blend.py), written in the spec's submission format (the template's
-    columns, and its rows when the folder holds exactly its ids)."""
-    from .. import blend, paths, runs
-    from . import task
-    from .cli import ImageSpecVerbs
+class _WritePredicted:
+    """`predict`'s submission for an images spec (pipelines/api.py makes the frame): the template's
+    columns, and its rows when the folder holds exactly its ids."""
 
-    verbs = ImageSpecVerbs(spec)
-    run_dir = paths.find_run(spec.name, args.run)
-    if not blend.is_blend_dir(run_dir):
-        return verbs.predict(args)
-    run = runs.load_run(run_dir)
-    frame = blend.predict(spec.name, run_dir, Path(args.test), getattr(args, "device", None) or "auto")
-    sample = verbs._template(run, f"{args.test}, by id")
-    path = task.write_submission(spec, frame, Path(args.out), run.get("classes"), sample, template_rows=False)
-    print(f"wrote {path} ({len(frame)} rows) from blend {run_dir.name}")
-    return 0
+    def __init__(self, spec: ImageSpec):
+        self.spec = spec
+
+    def __call__(self, run_dir: Path, run: dict, frame, out: Path, test: Path) -> Path:
+        from . import task
+        from .cli import ImageSpecVerbs
+
+        sample = ImageSpecVerbs(self.spec)._template(run, f"{test}, by id")
+        return task.write_submission(self.spec, frame, Path(out), run.get("classes"), sample, template_rows=False)
 
 
 class _ImageRuns:
@@ -93,7 +86,8 @@ def from_spec(spec: ImageSpec) -> Competition:
         target_column=spec.target,
         submission=tabular.submission(spec),
         blend=SPACES[spec.task](spec),
-        verbs={name: _Verb(spec, name) for name in ("prepare", "train", "predict", "submit")},
+        verbs={name: _Verb(spec, name) for name in ("prepare", "train", "submit")},
+        write_predicted=_WritePredicted(spec),
         kaggle_slug=spec.kaggle,
         default_config=None,   # ImageSpecVerbs picks --config, else the spec's `config:`, else task.DEFAULT_CONFIG
         test_input="image folder",

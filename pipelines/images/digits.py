@@ -100,7 +100,7 @@ def measure(out: Path, config_names: list[str], overrides: dict, folds: str | No
         print(f"| {name} | {cv['accuracy']:.4f} | {cv['logloss']:.4f} | {scored['accuracy']:.4f} | "
               f"{scored['logloss']:.4f} | {rows[-1]['wall_s']:.0f} s |", flush=True)
     for method in blends:  # the configs' runs blended (log class probabilities, nested CV)
-        from .. import blend, competition
+        from .. import blending as blend, competition
 
         started = time.perf_counter()
         made = blend.blend(competition.load(str(laid["spec"])).name, [f"measure-{name}" for name in config_names], method,

@@ -1,6 +1,6 @@
 """The verbs of a spec competition, with House Prices' signatures (verb(args) -> exit status).
 
-`SpecVerbs(spec)` is what a registry maps a spec to: its methods prepare, train, predict and
+`SpecVerbs(spec)` is what a registry maps a spec to: its methods prepare, train and
 submit take the argparse.Namespace of pipelines/cli.py (missing options fall back to their
 defaults, so tests can pass a short Namespace).
 """
@@ -44,7 +44,7 @@ class SpecVerbs:
     @property
     def verbs(self) -> dict:
         """verb -> handler(args) -> exit status, as a registry takes them."""
-        return {"prepare": self.prepare, "train": self.train, "predict": self.predict, "submit": self.submit}
+        return {"prepare": self.prepare, "train": self.train, "submit": self.submit}
 
     def data_dir(self, given: str | None) -> Path:
         folder = Path(given) if given else paths.data_dir(self.spec.name)
@@ -116,18 +116,6 @@ class SpecVerbs:
             return sample
         print(data.no_template_note(self.spec, folder, run.get("classes"), rows))
         return None
-
-    def predict(self, args) -> int:
-        """The submission for a test file from the run's fold checkpoints: the template's columns,
-        and its rows when the file holds exactly its ids (task.write_submission)."""
-        run_dir = paths.find_run(self.spec.name, args.run)
-        run = runs.load_run(run_dir)
-        frame = task.predict(run_dir, Path(args.test), _option(args, "device", "auto"))
-        sample = self.template(run, str(args.test))
-        path = task.write_submission(self.spec, frame, Path(args.out), sample, classes=run.get("classes"),
-                                     template_rows=False)
-        print(f"wrote {path} ({len(frame)} rows) from {run_dir.name}")
-        return 0
 
     def submit(self, args) -> int:
         """The run's test predictions as the submission: the template's columns and rows (exactly

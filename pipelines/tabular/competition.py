@@ -38,35 +38,26 @@ class _Verb:
     def __call__(self, args) -> int:
         from .cli import SpecVerbs
 
-        if self.name == "predict":
-            return _predict(self.spec, args)
         return getattr(SpecVerbs(self.spec), self.name)(args)
 
     def __repr__(self) -> str:
         return f"<{self.spec.name} {self.name}>"
 
 
-def _predict(spec: Spec, args) -> int:
-    """SpecVerbs' predict, and for a blend run its members' predictions combined as the blend
-    combined them (pipelines/blend.py), written in the spec's submission format (the template's
-    columns, and its rows when the file holds exactly its ids); a note its members would each
-    print (a column without a name) is printed once."""
-    from .. import blend, paths, runs
-    from . import task
-    from .cli import SpecVerbs
+class _WritePredicted:
+    """`predict`'s submission for a spec (pipelines/api.py makes the frame): the template's columns,
+    and its rows when the file holds exactly its ids (task.write_submission)."""
 
-    verbs = SpecVerbs(spec)
-    run_dir = paths.find_run(spec.name, args.run)
-    if not blend.is_blend_dir(run_dir):
-        return verbs.predict(args)
-    run = runs.load_run(run_dir)
-    with task.notes_once():
-        frame = blend.predict(spec.name, run_dir, Path(args.test), getattr(args, "device", None) or "auto")
-    sample = verbs.template(run, str(args.test))
-    path = task.write_submission(spec, frame, Path(args.out), sample, classes=run.get("classes"),
-                                 template_rows=False)
-    print(f"wrote {path} ({len(frame)} rows) from blend {run_dir.name}")
-    return 0
+    def __init__(self, spec: Spec):
+        self.spec = spec
+
+    def __call__(self, run_dir: Path, run: dict, frame, out: Path, test: Path) -> Path:
+        from . import task
+        from .cli import SpecVerbs
+
+        sample = SpecVerbs(self.spec).template(run, str(test))
+        return task.write_submission(self.spec, frame, Path(out), sample, classes=run.get("classes"),
+                                     template_rows=False)
 
 
 class SpecSpace(BlendSpace):
@@ -233,7 +224,7 @@ class ClassProbabilitySpace(ProbabilitySpace):
         it, rows the members separate perfectly send the weights to infinity."""
         from scipy.optimize import minimize
 
-        from ..blend import softmax_loss, weighted
+        from ..blending import softmax_loss, weighted
 
         z, target = np.asarray(z, float), np.asarray(target, int)
         n, m, k = z.shape
@@ -300,7 +291,8 @@ def from_spec(spec: Spec) -> Competition:
         target_column=spec.target,
         submission=submission(spec),
         blend=SPACES[spec.task](spec),
-        verbs={name: _Verb(spec, name) for name in ("prepare", "train", "predict", "submit")},
+        verbs={name: _Verb(spec, name) for name in ("prepare", "train", "submit")},
+        write_predicted=_WritePredicted(spec),
         kaggle_slug=spec.kaggle,
         default_config=None,   # SpecVerbs picks --config, else the spec's `config:`, else lightgbm (configs/tabular/)
         test_input="test CSV",

@@ -28,7 +28,6 @@ Files:
 
 from __future__ import annotations
 
-import contextlib
 import time
 from pathlib import Path
 
@@ -38,6 +37,7 @@ import pandas as pd
 from .. import atomic, checkpoint, config as configs, distributed, folds as folding, kfold, resume, runs
 from ..device import resolve
 from ..errors import UserError
+from ..notes import say
 from ..progress import fold_label
 from ..training import Resume
 from . import data, metrics, models
@@ -267,29 +267,6 @@ def _load_fold(folder: Path, device) -> tuple:
     problem = models.Problem(**meta["problem"])
     fitted = family.load(cfg, problem, Path(folder), tensors, meta, device)
     return fitted, family, Preprocessor(state=meta["preprocessor"]), meta, cfg
-
-
-_said: set[str] | None = None   # inside notes_once(): the notes already printed
-
-
-@contextlib.contextmanager
-def notes_once():
-    """Within the block each note is printed once: the members of a blend read the same test file."""
-    global _said
-    outer, _said = _said, set() if _said is None else _said
-    try:
-        yield
-    finally:
-        _said = outer
-
-
-def say(line: str) -> None:
-    """Print a note (once per notes_once block)."""
-    if _said is not None:
-        if line in _said:
-            return
-        _said.add(line)
-    print(line)
 
 
 def predict(run_dir: str | Path, test_path: str | Path, device: str = "auto") -> pd.DataFrame:

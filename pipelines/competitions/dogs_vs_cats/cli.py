@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-
-from ... import config as configs, hints, paths, report, runs
+from ... import config as configs, hints, report, runs
 from ...kfold import parse_fold_list
 from ...images import backbones, networks as models
 from . import data, task
@@ -47,19 +44,6 @@ def train(args) -> int:
     report.write_after_training(out["run_dir"])
     if (out["run_dir"] / "test_predictions.csv").exists():
         print(f"next: {hints.submit(task.NAME, out['run_dir'].name)}")
-    return 0
-
-
-def predict(args) -> int:
-    from ... import blend
-
-    run_dir = paths.find_run(task.NAME, args.run)
-    if blend.is_blend_dir(run_dir):  # its members predict; combined as the blend combined their test predictions
-        frame = blend.predict(task.NAME, run_dir, Path(args.test), args.device)
-    else:
-        frame = task.predict_folder(run_dir, Path(args.test), args.device)
-    path = task.write_submission(frame, Path(args.out), frame[task.ID])
-    print(f"wrote {path} ({len(frame)} rows) from {run_dir.name}")
     return 0
 
 

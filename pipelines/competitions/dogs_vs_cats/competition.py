@@ -104,8 +104,16 @@ DOGS_VS_CATS = register(Competition(
     target_column=TARGET,
     submission=SUBMISSION,
     blend=LogitPDog(),
-    verbs=lazy_verbs(f"{__package__}.cli", "prepare", "train", "predict", "submit", "summary"),
+    verbs=lazy_verbs(f"{__package__}.cli", "prepare", "train", "submit", "summary"),
+    write_predicted=Lazy(f"{__name__}:write_predicted"),
     default_config="effnet-lite2-int8",
     test_input="image folder",
     report_sections=Lazy(f"{__package__}.report:sections"),
 ))
+
+
+def write_predicted(run_dir: Path, run: dict, frame, out: Path, test: Path) -> Path:
+    """`predict`'s submission (pipelines/api.py): id,label for the predicted images, validated."""
+    from . import task
+
+    return task.write_submission(frame, Path(out), frame[task.ID])

@@ -65,17 +65,9 @@ def train(args) -> int:
     return 0
 
 
-def predict(args) -> int:
-    from ... import blend
-
-    run_dir = paths.find_run(task.NAME, args.run)
-    if blend.is_blend_dir(run_dir):  # its members predict; combined as the blend combined their test predictions
-        frame = blend.predict(task.NAME, run_dir, Path(args.test), args.device)
-    else:
-        frame = task.predict(run_dir, Path(args.test), args.device)
-    path = task.write_submission(frame, Path(args.out), frame[ID])
-    print(f"wrote {path} ({len(frame)} rows) from {run_dir.name}")
-    return 0
+def write_predicted(run_dir: Path, run: dict, frame, out: Path, test: Path) -> Path:
+    """`predict`'s submission (pipelines/api.py): the predicted ids, validated."""
+    return task.write_submission(frame, Path(out), frame[ID])
 
 
 def submit(args) -> int:

@@ -1,0 +1,266 @@
+"""The Python API: the verbs as functions with typed arguments, each returning something to use.
+
+    import pipelines as pl
+    run = pl.train("house-prices", "lasso")           # a Run: its CV, folder, out-of-fold and test predictions
+    print(run.cv, run.folder)
+    pl.submit("house-prices", run.name)              # the validated submission's path
+    pl.leaderboard("house-prices")                   # every recorded run, best CV first (a DataFrame)
+
+The command line (`python -m pipelines VERB ...`, and the Makefile, which calls it), `sweep` and the
+tests go through these functions: one verb layer for every competition. Each call leaves no global
+state behind (quiet=True and deterministic=True hold for the call only). Errors a user can fix are
+`pipelines.errors.UserError`, one line each.
+
+`predict` lives here, once for every competition: a trained run's fold checkpoints (or, for a blend,
+its members, combined as the blend combined them) predict a new test file or folder, and the
+competition writes the result as its submission (`Competition.write_predicted`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from . import competition as competitions
+from .errors import UserError
+
+
+@dataclass(frozen=True)
+class Run:
+    """A finished run (or blend): where it is and what it scored. The files are read when asked for."""
+    competition: str
+    name: str
+    folder: Path
+
+    @property
+    def info(self) -> dict:
+        """Its run.json: config, CV, per-fold scores, wall time, data fingerprints, ..."""
+        from . import runs
+
+        return runs.load_run(self.folder)
+
+    @property
+    def cv(self) -> float:
+        return float(self.info["cv"])
+
+    @property
+    def metric(self) -> str:
+        return str(self.info["metric"])
+
+    @property
+    def fold_scores(self) -> list[float]:
+        return [float(s) for s in self.info.get("fold_scores", [])]
+
+    @property
+    def oof(self):
+        """The out-of-fold predictions (oof.csv) as a DataFrame."""
+        import pandas as pd
+
+        return pd.read_csv(self.folder / "oof.csv")
+
+    @property
+    def test_predictions(self):
+        """The fold-averaged test predictions (test_predictions.csv), or None when it had no test set."""
+        import pandas as pd
+
+        path = self.folder / "test_predictions.csv"
+        return pd.read_csv(path) if path.exists() else None
+
+    def __repr__(self) -> str:
+        try:
+            return f"Run({self.competition}/{self.name}, CV {self.metric} {self.cv:.5f})"
+        except (UserError, KeyError, OSError, ValueError):
+            return f"Run({self.competition}/{self.name})"
+
+
+# The arguments each verb's handler reads, at the command line's defaults (tests/test_api.py checks
+# them against pipelines/cli.py's parser).
+DEFAULTS = {
+    "prepare": {"data": None, "config": None, "set": [], "workers": 2},
+    "train": {"config": None, "set": [], "data": None, "name": None, "folds": None, "restart": False,
+              "deterministic": False, "device": "auto"},
+    "predict": {"run": None, "test": None, "out": None, "device": "auto"},
+    "submit": {"run": None, "out": None, "kaggle": False, "wait": 0},
+    "blend": {"runs": [], "method": "weights", "name": None, "restart": False},
+}
+
+
+def _args(verb: str, comp: str, quiet: bool, **values) -> argparse.Namespace:
+    unknown = set(values) - set(DEFAULTS[verb])
+    if unknown:
+        raise TypeError(f"{verb}: unexpected argument {sorted(unknown)[0]!r}")
+    return argparse.Namespace(verb=verb, competition=comp, quiet=quiet, **{**DEFAULTS[verb], **values})
+
+
+def _overrides(overrides: dict | Sequence[str] | None) -> list[str]:
+    """Config keys as `--set KEY=VALUE` pairs: a dict's values as JSON (which --set reads as YAML),
+    or the pairs as the command line gives them."""
+    if overrides is None:
+        return []
+    if isinstance(overrides, dict):
+        return [f"{key}={json.dumps(value)}" for key, value in overrides.items()]
+    return [str(pair) for pair in overrides]
+
+
+def _folds(folds: Sequence[int] | str | None) -> str | None:
+    if folds is None or isinstance(folds, str):
+        return folds
+    return ",".join(str(int(f)) for f in folds)
+
+
+def _handler(comp: competitions.Competition, verb: str):
+    handler = comp.verb(verb)
+    if handler is None:
+        raise UserError(f"{comp.name} has no {verb!r} verb (its verbs: {', '.join(comp.verb_names)})")
+    return handler
+
+
+@contextlib.contextmanager
+def _call(quiet: bool, deterministic: bool = False):
+    from . import distributed, progress
+
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(progress.quieted(quiet))
+        if deterministic:
+            from .device import deterministic as exact
+            stack.enter_context(exact())
+        try:
+            yield
+        finally:
+            distributed.cleanup()
+
+
+def _recorded_run(comp: competitions.Competition, found: list[Path]) -> Run | None:
+    if not found:
+        return None
+    folder = found[-1]
+    return Run(comp.name, folder.name, folder)
+
+
+def load(competition: str) -> competitions.Competition:
+    """The competition of a built-in's name, a known spec's name or a spec file's path."""
+    return competitions.load(str(competition))
+
+
+# --------------------------------------------------------------------------- the verbs
+
+def prepare(competition: str, data: str | Path | None = None, *, config: str | None = None,
+            overrides: dict | Sequence[str] | None = None, workers: int = 2, quiet: bool = False) -> Path:
+    """Check the raw data and build what training reads; returns the prepared data folder. Without
+    `data`, a Kaggle competition's files are downloaded unless data/<name>/ has them."""
+    from . import paths
+
+    comp = load(competition)
+    with _call(quiet):
+        if data is None:
+            from . import kaggle
+            kaggle.ensure_data(comp.name)
+        _handler(comp, "prepare")(_args("prepare", comp.name, quiet, data=str(data) if data else None,
+                                        config=config, set=_overrides(overrides), workers=workers))
+    return paths.data_dir(comp.name)
+
+
+def train(competition: str, config: str | None = None, *, data: str | Path | None = None, name: str | None = None,
+          overrides: dict | Sequence[str] | None = None, folds: Sequence[int] | str | None = None, device: str = "auto",
+          restart: bool = False, deterministic: bool = False, quiet: bool = False) -> Run | None:
+    """Train k folds of `config` (default: the competition's), with `overrides` of its keys; returns
+    the Run, or None when other processes still train folds of it (the last one records it).
+    Rerunning with the same name (or none) resumes an interrupted run; restart=True starts over."""
+    from . import runs
+
+    comp = load(competition)
+    args = _args("train", comp.name, quiet, config=config, set=_overrides(overrides),
+                 data=str(data) if data else None, name=name, folds=_folds(folds), restart=restart,
+                 deterministic=deterministic, device=device)
+    with _call(quiet, deterministic), runs.recorded() as found:
+        _handler(comp, "train")(args)
+    return _recorded_run(comp, found)
+
+
+def predict(competition: str, run: str, test: str | Path, out: str | Path, *, device: str = "auto",
+            quiet: bool = False) -> Path:
+    """Predict a test file or folder from a run's fold checkpoints (a blend: from its members, combined
+    as the blend combined them), written as the competition's submission at `out`; returns `out`."""
+    from . import blending as blend, notes, paths, runs
+
+    comp = load(competition)
+    if comp.write_predicted is None:
+        raise UserError(f"{comp.name} has no 'predict' verb (its verbs: {', '.join(comp.verb_names)})")
+    with _call(quiet):
+        run_dir = paths.find_run(comp.name, runs.resolve_run(comp.name, str(run)))
+        is_blend = blend.is_blend_dir(run_dir)
+        with notes.notes_once():
+            if is_blend:
+                frame = blend.predict(comp.name, run_dir, Path(test), device)
+            else:
+                frame = comp.blend.predict_member(run_dir, Path(test), device)
+            path = comp.write_predicted(run_dir, runs.load_run(run_dir), frame, Path(out), Path(test))
+        print(f"wrote {path} ({len(frame)} rows) from {'blend ' if is_blend else ''}{run_dir.name}")
+    return Path(path)
+
+
+def predict_command(args) -> int:
+    """The `predict` verb of every competition (cli.py)."""
+    predict(args.competition, args.run, args.test, args.out, device=getattr(args, "device", None) or "auto",
+            quiet=bool(getattr(args, "quiet", False)))
+    return 0
+
+
+def submit(competition: str, run: str = "best", *, out: str | Path | None = None, kaggle: bool = False,
+           wait: float = 0, quiet: bool = False) -> Path:
+    """Write the run's validated submission (default submissions/<competition>/<run>.csv) from its
+    test predictions; `best`: the finished run with the best CV. With kaggle=True, upload it."""
+    from . import paths, runs
+
+    comp = load(competition)
+    with _call(quiet):
+        name = runs.resolve_run(comp.name, str(run))
+        run_dir = paths.find_run(comp.name, name)
+        _handler(comp, "submit")(_args("submit", comp.name, quiet, run=name, out=str(out) if out else None,
+                                       kaggle=kaggle, wait=wait))
+        path = runs.submission_path(comp.name, run_dir, str(out) if out else None)
+        if kaggle:
+            from . import kaggle as kaggle_cli
+            kaggle_cli.submit(comp.name, name, str(out) if out else None, wait=wait)
+    return path
+
+
+def blend(competition: str, runs: Sequence[str], *, method: str = "weights", name: str | None = None,
+          restart: bool = False, quiet: bool = False) -> Run:
+    """Blend finished runs that share their folds into a new run (mean, fitted weights or a stack;
+    weights and stack are fitted out of fold, nested); returns the blend's Run."""
+    from . import blending, runs as run_records
+
+    comp = load(competition)
+    with _call(quiet), run_records.recorded() as found:
+        blending.command(_args("blend", comp.name, quiet, runs=[str(r) for r in runs], method=method, name=name,
+                               restart=restart))
+    return _recorded_run(comp, found)
+
+
+def run(competition: str, name: str = "best") -> Run:
+    """A recorded run by name (or folder); `best`: the finished run with the best CV."""
+    from . import paths, runs
+
+    comp = load(competition)
+    resolved = runs.resolve_run(comp.name, str(name), quiet=True)
+    folder = paths.find_run(comp.name, resolved)
+    return Run(comp.name, folder.name, folder)
+
+
+def leaderboard(competition: str | None = None, *, config: str | None = None):
+    """Every recorded run (of one competition, of one config), best CV first, as a DataFrame."""
+    import pandas as pd
+
+    from . import registry as board
+
+    name = load(competition).name if competition else None
+    rows = board.ranked(board.read(), name)
+    if config:
+        rows = [r for r in rows if r.get("config") == config]
+    columns = ["competition", "run", "config", "metric", "cv", "cv_std", "folds", "wall_s", "date", "path"]
+    return pd.DataFrame([{c: r.get(c) for c in columns} for r in rows], columns=columns)
