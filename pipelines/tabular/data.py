@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .. import plugins
 from ..errors import UserError
 from .spec import Spec
 
@@ -344,12 +345,18 @@ def load(spec: Spec, data_dir: str | Path, test_path: str | Path | None = None, 
         raise UserError(f"{data_dir}: no {TRAIN} there (expected {spec.name}'s files in Kaggle's layout)")
     named = (*spec.categorical, *spec.numeric)  # pandas' name of a column without one ("Unnamed: 0") keeps it
     train = read_table(train_path, spec.id, [spec.target], what="target", say=say, keep=named)
+    plugin = plugins.load(spec.plugin, spec.where("plugin")) if spec.plugin else None
+    if plugin is not None:  # the competition's own features; the hook never sees the target
+        added = plugins.features(plugin, train.drop(columns=[spec.target]), spec.id, str(train_path))
+        train = added.assign(**{spec.target: train[spec.target].to_numpy()})
     columns = infer_columns(train, spec, train_path)
     target = encode_target(train, spec, train_path)
     if test_path is not None and not Path(test_path).exists():
         raise UserError(f"{test_path}: file not found")
     test_path = Path(test_path) if test_path else data_dir / TEST
     test = read_table(test_path, spec.id, say=say, keep=named) if test_path.exists() else None
+    if plugin is not None and test is not None:
+        test = plugins.features(plugin, test, spec.id, str(test_path))
     sample_path = data_dir / spec.sample_submission
     sample_columns = sample_ids = None
     if sample_path.is_file():

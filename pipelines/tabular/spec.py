@@ -22,6 +22,8 @@ Optional keys beyond the contract:
 - `drop`: columns that are not features (free text, leaks, a second id);
 - `categorical` / `numeric`: columns whose type is forced instead of inferred;
 - `config`: the default model config for this competition (configs/tabular/<config>.yaml);
+- `plugin`: a Python file (relative to the spec file) with the competition's own code: a
+  `features(frame)` hook that adds columns (pipelines/plugins.py);
 - `description`: one line for people.
 
 `submission` may be left out: value, probability and probabilities by task. A binary task takes
@@ -57,7 +59,7 @@ SUBMISSIONS = {
 DEFAULT_SUBMISSION = {"regression": "value", "binary": "probability", "multiclass": "probabilities"}
 REQUIRED = ("name", "kind", "id", "target", "task", "metric")
 OPTIONAL = ("submission", "sample_submission", "kaggle", "positive", "drop", "categorical", "numeric", "config",
-            "description")
+            "plugin", "description")
 DEFAULT_SAMPLE = "sample_submission.csv"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -78,6 +80,7 @@ class Spec:
     categorical: tuple[str, ...] = ()
     numeric: tuple[str, ...] = ()
     config: str | None = None
+    plugin: str | None = None        # the plugin file, absolute once the spec is loaded from a file
     description: str = ""
     path: Path | None = field(default=None, compare=False)
 
@@ -112,6 +115,10 @@ class Spec:
         refuses to resume under a spec that changed it."""
         values = {k: getattr(self, k) for k in ("id", "target", "task", "metric", "positive", "drop",
                                                 "categorical", "numeric")}
+        if self.plugin is not None:  # its code changes the features (specs without one keep their old hash)
+            from .. import plugins
+
+            values["plugin"] = plugins.sha(self.plugin) if Path(self.plugin).is_file() else "missing"
         return hashlib.sha256(json.dumps(values, sort_keys=True, default=list).encode()).hexdigest()[:16]
 
 
@@ -215,11 +222,14 @@ def from_dict(values: dict, where: str) -> Spec:
     config = _string(values, "config", where) if values.get("config") is not None else None
     kaggle = _string(values, "kaggle", where) if values.get("kaggle") is not None else None
     description = str(values.get("description") or "").strip()
+    plugin = _string(values, "plugin", where) if values.get("plugin") is not None else None
+    if plugin is not None and not plugin.endswith(".py"):
+        raise UserError(f"{where}: plugin: {plugin!r} must be a Python file (.py)")
     sample = (_relative(values, "sample_submission", where) if values.get("sample_submission") is not None
               else DEFAULT_SAMPLE)
     return Spec(name=name, kind=kind, id=id_column, target=target, task=task, metric=metric,
                 submission=submission, sample_submission=sample, kaggle=kaggle, positive=positive, config=config,
-                description=description, **lists)
+                plugin=plugin, description=description, **lists)
 
 
 def load(path: str | Path) -> Spec:
@@ -240,4 +250,6 @@ def load(path: str | Path) -> Spec:
     if values is None:
         raise UserError(f"{path}: is empty (a spec needs {', '.join(REQUIRED)})")
     spec = from_dict(values, str(path))
+    if spec.plugin is not None:  # relative to the spec file, wherever the command runs
+        spec = replace(spec, plugin=str((path.parent / spec.plugin).resolve()))
     return replace(spec, path=path)

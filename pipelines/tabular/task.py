@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import atomic, checkpoint, config as configs, distributed, folds as folding, kfold, resume, runs
+from .. import atomic, checkpoint, config as configs, distributed, folds as folding, kfold, plugins, resume, runs
 from ..device import resolve
 from ..errors import UserError
 from ..notes import say
@@ -165,6 +165,8 @@ def _train(spec, cfg, family, dataset, problem, y_fit, how, fold_of_row, only_fo
     metric = metrics.get(spec.metric)
     spec_meta = {"id": spec.id, "target": spec.target, "task": spec.task, "metric": spec.metric,
                  "transform": how, "classes": target.classes}
+    if spec.plugin:  # predict runs the same plugin, and only the same
+        spec_meta.update(plugin=spec.plugin, plugin_sha=plugins.sha(spec.plugin))
 
     def fit_fold(fold: int, train_index: np.ndarray, valid_index: np.ndarray) -> kfold.FoldOutput:
         seed = cfg.seed + 100 * fold
@@ -287,6 +289,13 @@ def predict(run_dir: str | Path, test_path: str | Path, device: str = "auto") ->
     state = loaded[0][2].state
     features = [*state["numeric"], *state["categorical"]]
     frame = data.read_table(test_path, spec_meta["id"], say=say, keep=features)
+    if spec_meta.get("plugin"):
+        plugin_path = Path(spec_meta["plugin"])
+        if not plugin_path.is_file() or plugins.sha(plugin_path) != spec_meta.get("plugin_sha"):
+            what = "is gone" if not plugin_path.is_file() else "has changed"
+            raise UserError(f"{plugin_path}: the plugin run {run_dir.name} was trained with {what}; predict needs "
+                            f"the same file (or train the run again)")
+        frame = plugins.features(plugins.load(plugin_path), frame, spec_meta["id"], str(test_path))
     try:
         source = Path(runs.load_run(run_dir)["data"]["train"]).name
     except (OSError, ValueError, KeyError, TypeError):
