@@ -123,36 +123,10 @@ class ImageConfig:
 
 def config_name(spec: ImageSpec, name: str | None = None) -> str:
     """The config a spec without `config:` trains with (--config overrides both): `cnn`, the best on
-    the log loss by measurement.
-
-    Real data: scikit-learn's handwritten digits (1,797 images, 8x8 grey, 10 classes) laid out as a
-    Kaggle competition (digits.py: labels.csv + train/<id>.png, a seeded stratified 70/30 split, the
-    test labels held aside; spec hflip: false), each config as it ships (threads: 1), 5-fold CV on the
-    1,257 training images and the fold-averaged predictions scored on the 540 held-out ones:
-
-      config             CV accuracy  CV log loss  held-out accuracy  held-out log loss  wall (2 busy cores)
-      cnn (32 px)          0.9912       0.0291         0.9944             0.0213            454 s
-      effnet-lite0-head    0.9356       0.2281         0.9537             0.1658            120 s (44 s: features)
-      lenet-modern         0.9928       0.0413         0.9981             0.0313             29 s
-      lenet (the book's)   0.1018       2.3063         0.1019             2.3036             24 s
-      blend weights of cnn and effnet-lite0-head
-                           0.9936       0.0264         0.9981             0.0163       (--blend weights)
-
-    d2l's LeNet with the book's recipe (sigmoid, SGD lr 0.9) stays at chance: 1,006 training
-    images per fold make 4 steps an epoch, 80 in all, where the book's Fashion-MNIST run takes
-    2,350. Its batch-normalised form learns the digits in 29 s, with the best accuracy of all
-    and a worse log loss than `cnn`, which stays the default on the log loss.
-
-    The CNN from scratch beats the frozen ImageNet features on every figure (5.6 points of CV
-    accuracy, 8x lower log loss): upscaled 8x8 strokes are far from ImageNet photos, and a small network
-    learns them in a few epochs. On natural photos the frozen features win by far (Dogs vs. Cats, README:
-    0.0260 log loss against 0.2337 for cnn-small), so photo competitions name `config:
-    effnet-lite0-head` in their spec (dog-breed-identification.yaml does). Heads tried on the digits'
-    features (5-fold CV accuracy / log loss): logistic regression alone 0.9204 / 0.3622 (C 0.01),
-    0.9300 / 0.2829 (C 0.1), 0.9284 / 0.3082 (C 1); MLP + logistic (shipped) 0.9356 / 0.2281.
-    Commands: .venv/bin/python -m pipelines.images.digits measure [--configs lenet lenet-modern]
-    [--blend weights]
-    """
+    the log loss of the configs measured on scikit-learn's handwritten digits laid out as a Kaggle
+    competition (docs/results.md, "Spec competitions", with the commands). On natural photos the
+    frozen ImageNet features win by far, so photo competitions name `config: effnet-lite0-head` (or
+    `effnet-lite2-int8`) in their spec, as dog-breed-identification.yaml does."""
     return name or spec.config or DEFAULT_CONFIG
 
 

@@ -49,22 +49,9 @@ DEFAULT_CONFIG = "lightgbm"  # chosen by measurement: config_name's docstring
 
 
 def config_name(spec: Spec, name: str | None = None) -> str:
-    """The config a spec without `config:` trains with (--config overrides both): lightgbm, the best by
-    measurement. Six real tables laid out as competitions (tests/tabular_data.py: a seeded 70/30 split,
-    test labels held aside), each config of configs/tabular/ as it ships, 5-fold CV:
-
-      table      rows  task        metric    linear CV / held-out  lightgbm CV / held-out  mlp CV / held-out
-      computers  6259  regression  rmsle     0.12184 / 0.11660     0.07651 / 0.07289       0.09038 / 0.08658
-      concrete   1030  regression  rmse      10.524  / 10.525      5.0190  / 4.4706        7.1977  / 6.3664
-      churn      5000  binary      auc       0.82335 / 0.80235     0.91558 / 0.92262       0.89350 / 0.90116
-      credit     4454  binary      logloss   0.44119 / 0.42107     0.44330 / 0.41222       0.44689 / 0.40511
-      penguins    344  multiclass  logloss   0.05464 / 0.02581     0.06201 / 0.00663       0.06047 / 0.02796
-      hpc        4331  multiclass  logloss   0.70768 / 0.68542     0.45630 / 0.47303       0.54985 / 0.56364
-
-    lightgbm has the best CV on 4 of 6 tables (mean rank 1.5; mlp 2.2, linear 2.3) and the best held-out
-    score on 5 of 6 (mean rank 1.2); where it is not first it is within 0.008 of the first (credit, penguins).
-    Command: .venv/bin/python tests/tabular_data.py measure --out /tmp/tabular-measure
-    """
+    """The config a spec without `config:` trains with (--config overrides both): lightgbm, the best
+    of linear, lightgbm and mlp on six real tables laid out as competitions (docs/results.md, "Spec
+    competitions", with the command that measures it)."""
     return name or spec.config or DEFAULT_CONFIG
 
 

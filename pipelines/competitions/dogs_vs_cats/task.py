@@ -36,7 +36,7 @@ from ...images import pretrained as P
 from . import data
 from .competition import DOGS_VS_CATS, ID, METRIC, NAME, SUBMISSION, TARGET
 
-DEFAULT_CONFIG = DOGS_VS_CATS.default_config  # best measured: 5-fold CV log loss 0.02602, accuracy 99.10% (docs/results.md)
+DEFAULT_CONFIG = DOGS_VS_CATS.default_config  # competition.py; its figures: docs/results.md
 SUBMISSION_COLUMNS = list(SUBMISSION.columns)
 CLIP_GRID = (0.0, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05)
 
