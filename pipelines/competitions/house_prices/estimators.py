@@ -29,6 +29,18 @@ GBM_FILE = "model.lgb.txt"
 CATBOOST_FILE = "model.cbm"
 
 
+# the config keys each classical model reads (task.py adds the data keys every model shares); lr is a
+# tree model's learning rate, weight_decay its L2 on leaf values (l2_leaf_reg for catboost)
+KEYS = {
+    "lasso": {"alpha", "max_iter"},
+    "elasticnet": {"alpha", "l1_ratio", "max_iter"},
+    "ridge": {"alpha"},
+    "gbm": {"n_estimators", "lr", "num_leaves", "min_child_samples", "subsample", "colsample", "weight_decay",
+            "gbm_objective", "linear_tree", "linear_lambda"},
+    "catboost": {"n_estimators", "lr", "depth", "weight_decay", "subsample", "colsample"},
+}
+
+
 class LinearEstimator:
     def __init__(self, coef: np.ndarray, intercept: float):
         self.coef = np.asarray(coef, dtype=np.float64)

@@ -11,6 +11,17 @@ from ...errors import UserError
 from ...tabular.networks import Bins, TabMNet, bins_from_state, compute_bins, point  # noqa: F401 (point: task.py)
 
 
+# the config keys each network reads (task.py adds the data keys every model shares)
+TRAINING_KEYS = {"epochs", "batch_size", "optimizer", "lr", "weight_decay", "schedule", "warmup_epochs",
+                 "patience", "keep", "loss"}
+MLP_KEYS = TRAINING_KEYS | {"hidden", "dropout", "skip_linear"}
+KEYS = {
+    "linear": TRAINING_KEYS,
+    "mlp": MLP_KEYS,
+    "tabm": MLP_KEYS | {"tabm_k", "num_embeddings", "n_bins", "d_embedding"},
+}
+
+
 class MLP(nn.Module):
     """Hidden layers with ReLU and dropout; with skip_linear, a linear term is added to the output,
     so the network learns a ridge-like model plus the non-linear corrections."""

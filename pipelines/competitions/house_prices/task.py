@@ -90,25 +90,13 @@ class HouseConfig:
 
 
 # The keys each model family reads (a config, and --set, may name only these): every model shares
-# the data keys (preprocessing, folds, seeds, comparable sales); the networks share the training
-# loop's; each family adds its own. HouseConfig stays one flat record (run.json, config hashes and
-# resumed runs read it as before); a key outside its family keeps its default and is never read.
+# the data keys (preprocessing, folds, seeds, comparable sales); each family declares its own next to
+# its code (models.KEYS: the networks; estimators.KEYS: the classical models). HouseConfig stays one
+# flat record (run.json, config hashes and resumed runs read it as before); a key outside its family
+# keeps its default and is never read.
 DATA_KEYS = {"name", "model", "features", "target", "folds", "seed", "clip_quantile", "drop_outliers",
              "seeds_per_fold", "scaling", "interactions", "comps", "comps_hood_weight"}
-TRAINING_KEYS = {"epochs", "batch_size", "optimizer", "lr", "weight_decay", "schedule", "warmup_epochs",
-                 "patience", "keep", "loss"}
-MLP_KEYS = TRAINING_KEYS | {"hidden", "dropout", "skip_linear"}
-FAMILY_KEYS = {
-    "linear": TRAINING_KEYS,
-    "mlp": MLP_KEYS,
-    "tabm": MLP_KEYS | {"tabm_k", "num_embeddings", "n_bins", "d_embedding"},
-    "lasso": {"alpha", "max_iter"},
-    "elasticnet": {"alpha", "l1_ratio", "max_iter"},
-    "ridge": {"alpha"},
-    "gbm": {"n_estimators", "lr", "num_leaves", "min_child_samples", "subsample", "colsample", "weight_decay",
-            "gbm_objective", "linear_tree", "linear_lambda"},
-    "catboost": {"n_estimators", "lr", "depth", "weight_decay", "subsample", "colsample"},
-}
+FAMILY_KEYS = {**models.KEYS, **estimators.KEYS}
 
 
 def family_keys(values: dict) -> tuple[str, set[str]]:
