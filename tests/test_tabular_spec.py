@@ -185,6 +185,25 @@ def test_a_regression_key_on_a_classification_task_is_one_line(home, tables, mod
     no_run_left(home, spec)
 
 
+def test_a_linear_run_made_when_its_strength_was_l2_still_predicts(home, tables):
+    """Before the linear family had penalties its strength was `l2`: such a run's checkpoints still
+    predict (the same ridge), while a config naming l2 for linear is one line pointing at alpha."""
+    laid = tables["penguins"]
+    spec = specs.load(laid.spec_path)
+    run_dir = task.train(spec, config(spec, "linear", alpha=0.5), laid.folder, "old", "cpu")["run_dir"]
+    stored = task.read_predictions(run_dir / "test_predictions.csv", spec)
+    for meta_path in run_dir.glob("fold*/" + checkpoint.META):
+        meta = json.loads(meta_path.read_text())
+        values = {k: v for k, v in meta["config"].items() if k not in ("alpha", "penalty", "l1_ratio")}
+        meta["config"] = {**values, "l2": 0.5}
+        meta_path.write_text(json.dumps(meta))
+    again = task.predict(run_dir, laid.folder / "test.csv", "cpu")
+    np.testing.assert_array_equal(again.iloc[:, 1:].to_numpy(float), stored.iloc[:, 1:].to_numpy(float))
+    with pytest.raises(UserError) as exc:
+        models.load_config("linear", {"l2": 0.5})
+    assert "linear's strength is now alpha" in one_line(exc)
+
+
 def test_tabm_blocks_share_one_width():
     with pytest.raises(UserError) as exc:
         models.load_config("tabm", {"hidden": [64, 32]})

@@ -553,6 +553,9 @@ def build_config(values: dict, where: str):
         raise UserError(f"{where}: model: missing (one of {', '.join(REGISTRY)})")
     family = get(values["model"], where)
     own = {f.name for f in fields(family.config)}
+    if family.name == "linear" and "l2" in values:
+        raise UserError(f"{where}: unknown key 'l2': linear's strength is now alpha (l2: {values['l2']} is "
+                        f"alpha: {values['l2']}, with penalty: ridge, the default)")
     for key in values:
         if key in own:
             continue
@@ -564,6 +567,14 @@ def build_config(values: dict, where: str):
     cfg = configs.build(family.config, values, where)
     family.check(cfg, where)
     return cfg
+
+
+def saved_config(values: dict, where: str):
+    """The config a checkpoint's meta.json holds, written by this version or an earlier one: a linear
+    run made before `alpha` named its strength `l2` (the same ridge, the same logistic regression)."""
+    if isinstance(values, dict) and values.get("model") == "linear" and "l2" in values:
+        values = {k: v for k, v in values.items() if k != "l2"} | {"alpha": values["l2"]}
+    return build_config(values, where)
 
 
 REGRESSION_ONLY = {"target": "auto", "objective": "auto", "loss": "mse"}

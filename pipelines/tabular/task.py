@@ -251,7 +251,7 @@ def _load_fold(folder: Path, device) -> tuple:
     if meta.get("engine") != ENGINE:
         raise UserError(f"{folder}: not a checkpoint of a spec (tabular) competition run")
     where = str(Path(folder) / checkpoint.META)
-    cfg = models.build_config(meta["config"], where)
+    cfg = models.saved_config(meta["config"], where)
     family = models.get(cfg.model, where)
     problem = models.Problem(**meta["problem"])
     fitted = family.load(cfg, problem, Path(folder), tensors, meta, device)
