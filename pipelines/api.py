@@ -192,13 +192,14 @@ def predict(competition: str, run: str, test: str | Path, out: str | Path, *, de
         raise UserError(f"{comp.name} has no 'predict' verb (its verbs: {', '.join(comp.verb_names)})")
     with _call(quiet):
         run_dir = paths.find_run(comp.name, runs.resolve_run(comp.name, str(run)))
-        is_blend = blend.is_blend_dir(run_dir)
+        recorded = runs.load_run(run_dir)   # find_run returns only folders with a run.json
+        is_blend = blend.is_blend(recorded)
         with notes.notes_once():
             if is_blend:
                 frame = blend.predict(comp.name, run_dir, Path(test), device)
             else:
                 frame = comp.blend.predict_member(run_dir, Path(test), device)
-            path = comp.write_predicted(run_dir, runs.load_run(run_dir), frame, Path(out), Path(test))
+            path = comp.write_predicted(run_dir, recorded, frame, Path(out), Path(test))
         print(f"wrote {path} ({len(frame)} rows) from {'blend ' if is_blend else ''}{run_dir.name}")
     return Path(path)
 
@@ -217,15 +218,15 @@ def submit(competition: str, run: str = "best", *, out: str | Path | None = None
     from . import paths, runs
 
     comp = load(competition)
+    out = str(out) if out else None
     with _call(quiet):
         name = runs.resolve_run(comp.name, str(run))
         run_dir = paths.find_run(comp.name, name)
-        _handler(comp, "submit")(_args("submit", comp.name, quiet, run=name, out=str(out) if out else None,
-                                       kaggle=kaggle, wait=wait))
-        path = runs.submission_path(comp.name, run_dir, str(out) if out else None)
+        _handler(comp, "submit")(_args("submit", comp.name, quiet, run=name, out=out, kaggle=kaggle, wait=wait))
+        path = runs.submission_path(comp.name, run_dir, out)
         if kaggle:
             from . import kaggle as kaggle_cli
-            kaggle_cli.submit(comp.name, name, str(out) if out else None, wait=wait)
+            kaggle_cli.submit(comp.name, name, out, wait=wait)
     return path
 
 

@@ -399,15 +399,15 @@ class Network(Family):
         return out if self.members_axis else out.unsqueeze(1)
 
     def _loss(self, cfg, task: str) -> Callable:
-        if task == "regression":
-            base = nn.functional.mse_loss if cfg.loss == "mse" else nn.functional.huber_loss
-        elif task == "binary":
-            base = nn.functional.binary_cross_entropy_with_logits
         if task == "multiclass":
             def loss(out, y):
                 out = self._outputs(out)
                 return nn.functional.cross_entropy(out.reshape(-1, out.shape[-1]), y.repeat_interleave(out.shape[1]))
             return loss
+        if task == "binary":
+            base = nn.functional.binary_cross_entropy_with_logits
+        else:
+            base = nn.functional.mse_loss if cfg.loss == "mse" else nn.functional.huber_loss
 
         def loss(out, y):
             out = self._outputs(out)[:, :, 0]

@@ -174,7 +174,7 @@ def _train(spec, cfg, family, dataset, problem, y_fit, how, fold_of_row, only_fo
         x_test = pre.transform(test_frame) if test_frame is not None else None
         for member in range(cfg.seeds_per_fold):
             member_seed = seed + member
-            where = member_folder(folder, member, cfg.seeds_per_fold)
+            where = member_folder(folder, member)
             if not (where / checkpoint.META).exists():  # else finished by an earlier, interrupted attempt
                 label = fold_label(fold, cfg.folds, member if cfg.seeds_per_fold > 1 else None)
                 state = Resume(where / "last", f"fold {fold} seed {member_seed}", {"fold": fold, "member": member})
@@ -239,9 +239,9 @@ def _train(spec, cfg, family, dataset, problem, y_fit, how, fold_of_row, only_fo
 
 # --------------------------------------------------------------------------- prediction
 
-def member_folder(fold_folder: Path, member: int, members: int) -> Path:
-    """Where a fold's model `member` (of `members`) is saved: the first in the fold folder itself,
-    the others in fold<k>/member<m>/."""
+def member_folder(fold_folder: Path, member: int) -> Path:
+    """Where a fold's model `member` is saved: the first in the fold folder itself, the others in
+    fold<k>/member<m>/."""
     return Path(fold_folder) if member == 0 else Path(fold_folder) / f"member{member}"
 
 
@@ -288,13 +288,13 @@ def predict(run_dir: str | Path, test_path: str | Path, device: str = "auto") ->
     except (OSError, ValueError, KeyError, TypeError):
         source = data.TRAIN
     total = None
-    for (fitted, family, pre, meta, cfg), folder in zip(loaded, [Path(run_dir) / f"fold{m[3]['fold']}" for m in loaded]):
+    for fitted, family, pre, meta, cfg in loaded:
+        folder = run_dir / f"fold{meta['fold']}"
         x = pre.transform(data.feature_frame(frame, pre.state["numeric"], pre.state["categorical"], Path(test_path),
                                              spec_meta["id"], source, f" (run {run_dir.name} was trained on it)"))
         prediction = None
         for member in range(cfg.seeds_per_fold):  # averaged as training averaged them
-            model = fitted if member == 0 else _load_fold(member_folder(folder, member, cfg.seeds_per_fold),
-                                                           device)[0]
+            model = fitted if member == 0 else _load_fold(member_folder(folder, member), device)[0]
             p = family.predict(model, x, device)
             prediction = p if prediction is None else prediction + p
         if cfg.seeds_per_fold > 1:

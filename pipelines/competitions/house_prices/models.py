@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from ...errors import UserError
-from ...tabular.networks import Bins, TabMNet, bins_from_state, compute_bins, point  # noqa: F401 (point: task.py)
+from ...tabular.networks import Bins, TabMNet, bins_from_state, compute_bins
 
 
 # the config keys each network reads (task.py adds the data keys every model shares)

@@ -16,6 +16,7 @@ from ...errors import UserError
 from ...metrics import rmse, rmse_log
 from ...progress import fold_label
 from ...training import Resume, TrainSettings, fit, seed_everything
+from ...tabular import networks
 from . import comps, estimators, models
 from .data import ID, TARGET, fingerprint, read_csv
 from .features import Preprocessor, parse_interactions
@@ -154,7 +155,7 @@ def _train_one(cfg: HouseConfig, x_train, y_train, x_valid, y_valid_price, seed:
     xv = torch.from_numpy(x_valid).to(device)
 
     def evaluate(net):
-        predicted = models.point(net(xv)).double().cpu().numpy() * y_std + y_mean
+        predicted = networks.point(net(xv)).double().cpu().numpy() * y_std + y_mean
         return {"rmse_log": rmse_log(y_valid_price, _price(predicted, cfg))}
 
     base_loss = torch.nn.MSELoss() if cfg.loss == "mse" else torch.nn.HuberLoss(delta=1.0)
@@ -177,7 +178,7 @@ def _predict(model, scale, x: np.ndarray, device) -> np.ndarray:
         return model.predict(x) * scale[1] + scale[0]
     model.eval()
     with torch.no_grad(), cpu_threads(NETWORK_THREADS):
-        out = models.point(model(torch.from_numpy(x).to(device))).double().cpu().numpy()
+        out = networks.point(model(torch.from_numpy(x).to(device))).double().cpu().numpy()
     return out * scale[1] + scale[0]
 
 
