@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from pipelines.errors import UserError
-from pipelines.images import backbones, heads, spec as specs, task
+from pipelines.images import heads, onnx_export, spec as specs, task
 from test_image_spec import BREEDS, SPECS, exact_predictions, one_line, write_dog_breed
 
 
@@ -55,7 +55,7 @@ def test_multiclass_int8_features_with_tta_round_trip(home, breeds, breed_spec):
     assert (cfg.quantize, cfg.train_flip, cfg.tta_flip, cfg.head, cfg.ema) == ("int8", False, True, "mlp+logreg", 0.99)
     out = task.train(breed_spec, cfg, breeds, "q8", "cpu")
     run_dir = out["run_dir"]
-    network = run_dir / backbones.QUANTIZED
+    network = run_dir / onnx_export.QUANTIZED
     assert network.is_file()
     metas = stage_metas(home, breed_spec)
     assert sorted((m["images"], m["flip"]) for m in metas) == [(9, True), (24, False)]

@@ -4,9 +4,11 @@ labels file and folders of `<id>.<ext>` images.
 spec.py reads the YAML (`kind: images`); data.py checks the labels, image folders and Kaggle's
 template and caches decoded images (cache.py: the decoder and cache Dogs vs. Cats shares); models.py
 sizes networks for the classes. networks.py (the network registry: LeNets, the compact ResNet,
-EfficientNet backbones), pretrained.py (ImageNet weights, their INT8 copies), backbones.py (a
-recipe's frozen backbones: `also`, `quantize: int8`), features.py (the cached frozen-feature stage,
-flip TTA and `train_flip`), heads.py (the heads on frozen features and their fitting, binary and
+EfficientNet backbones), weights.py (timm backbones with ImageNet or local weights, their
+normalisation), backbones.py (a recipe's frozen backbones, `also`, and where a backbone is cut for
+features), onnx_export.py (a backbone's ONNX export, its INT8 copy, ONNX Runtime sessions),
+extraction.py (frozen features and block activations, fast on a CPU), features.py (the cached
+frozen-feature stage, flip TTA and `train_flip`), heads.py (the heads on frozen features and their fitting, binary and
 multiclass), recipes.py (the config keys each recipe reads), augment.py (augmentation and
 prefetching) and device_cache.py (images held on the GPU) serve every image competition, Dogs vs.
 Cats included; task.py trains k folds (a CNN from scratch, or heads on frozen EfficientNet-Lite

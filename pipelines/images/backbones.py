@@ -1,17 +1,21 @@
 """The frozen backbones of a frozen-feature recipe: the config's `arch` with its `pretrained`
-weights, more backbones whose pooled features are concatenated after it (`also`), and the INT8
-copy of the backbone that computes the features (`quantize: int8`).
+weights (weights.create_backbone), more backbones whose pooled features are concatenated after it
+(`also`), and where a backbone is cut for its features (FeatureHead, BlockTail).
 
   * ``also``: a list of weights packages (efficientnet-lite1-package) or ARCH=WEIGHTS entries;
     with ``join: logits`` a head per backbone on its own features (heads.JoinedHead), with
     ``join: concat`` one head on the concatenation. Each backbone's features are their own cached
     stage.
   * ``quantize: int8``: the pooled-feature network exported to ONNX and statically quantised
-    (pretrained.quantize_onnx), calibrated on evenly spaced training images and cached with the
-    features; a run carries its copy (QUANTIZED, beside its folds) and predicts with that very file.
+    (onnx_export.int8_network), calibrated on evenly spaced training images and cached with the
+    features; a run carries its copy (onnx_export.QUANTIZED, beside its folds) and predicts with
+    that very file.
+  * FeatureHead(backbone) gives the pooled pre-classifier features, FeatureHead(backbone, block)
+    the activations after blocks[block], and BlockTail(backbone, block) finishes those (the `tail`
+    head fine-tunes it).
 
 A run records the fingerprints of its backbones' weights (and of its INT8 file), and prediction
-refuses weights or a file that differ (check_weights, carried_int8).
+refuses weights or a file that differ (check_weights, onnx_export.carried_int8).
 
 STAGE_KEYS: the config keys of the feature stage (block and train_flip: features.stage);
 check_stage refuses combinations that cannot work, in one line each.
@@ -19,23 +23,20 @@ check_stage refuses combinations that cannot work, in one line each.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
+import torch
 from torch import nn
 
-from .. import atomic
 from ..errors import UserError
-from . import pretrained as P
+from . import weights as W
 
 STAGE_KEYS = {"head", "block", "train_flip", "quantize", "also", "join"}
-QUANTIZED = "backbone.int8.onnx"  # a run's INT8 network, beside its folds: predict needs the very same file
 
 
 def make_backbone(arch: str, pretrained: bool | str) -> nn.Module:
     """The frozen backbone without a classifier (num_classes=0), so its fingerprint depends only on
     the pretrained weights."""
-    return P.create_backbone(arch, pretrained=pretrained, num_classes=0).eval()
+    return W.create_backbone(arch, pretrained=pretrained, num_classes=0).eval()
 
 
 def also_backbone(item: str, where: str) -> tuple[str, str]:
@@ -44,9 +45,9 @@ def also_backbone(item: str, where: str) -> tuple[str, str]:
         arch, weights = (part.strip() for part in item.split("=", 1))
         if arch and weights:
             return arch, weights
-    elif item in P.PACKAGES:
-        return P.PACKAGES[item][0], item
-    raise UserError(f"{where}: also entry {item!r} is neither a weights package ({', '.join(P.PACKAGES)}) "
+    elif item in W.PACKAGES:
+        return W.PACKAGES[item][0], item
+    raise UserError(f"{where}: also entry {item!r} is neither a weights package ({', '.join(W.PACKAGES)}) "
                     f"nor ARCH=WEIGHTS")
 
 
@@ -65,7 +66,7 @@ def feature_dims(backbones: list[tuple[str, nn.Module]]) -> list[int]:
 
 def fingerprints(backbones: list[tuple[str, nn.Module]]) -> dict:
     """What a fold checkpoint records of its backbones (check_weights reads it back)."""
-    shas = [P.state_fingerprint(b) for _, b in backbones]
+    shas = [W.state_fingerprint(b) for _, b in backbones]
     extra = {"also_sha": shas[1:], "feature_dims": feature_dims(backbones)} if len(backbones) > 1 else {}
     return {"backbone_sha": shas[0], **extra}
 
@@ -74,7 +75,7 @@ def check_weights(cfg, backbones: list[tuple[str, nn.Module]], meta: dict, where
     """Refuse backbones whose weights differ from those a run was trained with (meta: a fold's)."""
     trained = [meta["backbone_sha"], *meta.get("also_sha", [])]
     for (_, net), sha, weights in zip(backbones, trained, [cfg.pretrained, *cfg.also]):
-        if P.state_fingerprint(net) != sha:
+        if W.state_fingerprint(net) != sha:
             raise UserError(f"{where}: the pretrained weights {weights!r} here differ from the ones "
                             f"the run was trained with (fingerprint {sha})")
 
@@ -100,29 +101,55 @@ def check_stage(cfg, where: str, known, build) -> None:
                 build(arch)
 
 
-# --------------------------------------------------------------------------- INT8
+# --------------------------------------------------------------------------- cut points
 
-def int8_network(backbone: nn.Module, image_size: int, train_images: np.ndarray, cache_dir: Path) -> Path:
-    """The INT8 copy of the backbone's pooled-feature network, calibrated on evenly spaced training
-    images, cached in cache_dir (the same images give the same file)."""
-    rows = P.calibration_rows(len(train_images))
-    return P.quantize_onnx(backbone, image_size, cache_dir, np.asarray(train_images[rows]))
+class FeatureHead(nn.Module):
+    """backbone -> pooled pre-classifier features (forward_features + forward_head(pre_logits)).
+
+    With `block` set: the activations after backbone.blocks[block] instead (EfficientNet-style
+    timm models only: conv_stem, bn1, blocks), to be finished by BlockTail(backbone, block).
+    """
+
+    def __init__(self, backbone: nn.Module, block: int | None = None):
+        super().__init__()
+        self.backbone = backbone
+        self.block = None if block is None else check_block(backbone, block)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        bb = self.backbone
+        if self.block is not None:
+            x = bb.bn1(bb.conv_stem(x))
+            return bb.blocks[: self.block + 1](x)
+        x = bb.forward_features(x)
+        x = bb.forward_head(x, pre_logits=True)
+        return x.flatten(1)
 
 
-def carry_int8(network: Path, run_dir: Path) -> Path:
-    """The run's copy of its INT8 network (QUANTIZED), written when missing or different."""
-    target = Path(run_dir) / QUANTIZED
-    if not target.is_file() or P.file_fingerprint(target) != P.file_fingerprint(network):
-        atomic.write_bytes(target, network.read_bytes())
-    return target
+class BlockTail(nn.Module):
+    """The rest of `backbone` after blocks[block]: cached activations -> logits (or pooled
+    features with pre_logits=True). Shares the backbone's parameters, so training the tail
+    (e.g. on extraction.extract_intermediate's output) trains the backbone's last blocks and head."""
+
+    def __init__(self, backbone: nn.Module, block: int):
+        super().__init__()
+        self.block = check_block(backbone, block)
+        self.backbone = backbone
+
+    def forward(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        bb = self.backbone
+        x = bb.blocks[self.block + 1:](x)
+        x = bb.bn2(bb.conv_head(x))
+        return bb.forward_head(x, pre_logits=pre_logits)
 
 
-def carried_int8(run_dir: Path, sha: str | None) -> Path:
-    """The INT8 network a run carries, refused when missing or not the file it trained with."""
-    path = Path(run_dir) / QUANTIZED
-    if not path.is_file():
-        raise UserError(f"{path}: missing; a run with quantize int8 predicts with the network it "
-                        f"was trained with")
-    if P.file_fingerprint(path) != sha:
-        raise UserError(f"{path}: differs from the INT8 network the run was trained with (fingerprint {sha})")
-    return path
+def check_block(backbone: nn.Module, block: int) -> int:
+    """`block` as an int, refused unless the backbone is EfficientNet-style and has that block."""
+    needed = ("conv_stem", "bn1", "blocks", "conv_head", "bn2", "forward_head")
+    if not all(hasattr(backbone, a) for a in needed) or not isinstance(backbone.blocks, nn.Sequential):
+        raise UserError(f"block: intermediate features need an EfficientNet-style timm model "
+                        f"(conv_stem, bn1, blocks, conv_head), not {type(backbone).__name__}")
+    count = len(backbone.blocks)
+    if not isinstance(block, (int, np.integer)) or not 0 <= int(block) < count:
+        raise UserError(f"block: must be an integer in 0..{count - 1} for "
+                        f"{type(backbone).__name__}, got {block!r}")
+    return int(block)

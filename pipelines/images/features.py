@@ -27,7 +27,8 @@ from torch import nn
 from .. import atomic
 from ..errors import UserError
 from ..training import quiet
-from . import pretrained as P
+from . import extraction, onnx_export, weights
+from .backbones import BlockTail, FeatureHead
 
 FEATURES = "features.npy"
 META = "meta.json"
@@ -72,12 +73,12 @@ def backbone_features(backbone: nn.Module, arch: str, images: np.ndarray, size: 
 
     root=None computes in memory (prediction on a new folder). onnx_path: the pooled features
     from this ONNX file (an INT8 copy of the backbone), keyed by the file's fingerprint."""
-    sha = P.state_fingerprint(backbone)
+    sha = weights.state_fingerprint(backbone)
     derived = ""
     if onnx_path is not None:
         if block >= 0:
             raise UserError("block: an ONNX file gives pooled features only (block -1)")
-        derived = f"-onnx{P.file_fingerprint(onnx_path)[:10]}"
+        derived = f"-onnx{onnx_export.file_fingerprint(onnx_path)[:10]}"
     n = len(images)
     probe_shape = _output_shape(backbone, size, block)
     shape = (n, 2 if flip else 1, *probe_shape)
@@ -96,9 +97,9 @@ def backbone_features(backbone: nn.Module, arch: str, images: np.ndarray, size: 
         kw = dict(batch_size=32, tta_flip=flip, input_size=size, progress=progress, out=target,
                   cache_dir=(root / "onnx") if root is not None else None)
         if block < 0:
-            P.extract_features(backbone, images, onnx_path=onnx_path, **kw)
+            extraction.extract_features(backbone, images, onnx_path=onnx_path, **kw)
         else:
-            P.extract_intermediate(backbone, images, block, dtype=np.float16, **kw)
+            extraction.extract_intermediate(backbone, images, block, dtype=np.float16, **kw)
 
     if root is None:
         out = np.empty(shape, dtype=dtype)
@@ -113,7 +114,7 @@ def backbone_features(backbone: nn.Module, arch: str, images: np.ndarray, size: 
 
 def _output_shape(backbone: nn.Module, size: int, block: int) -> tuple:
     with torch.no_grad():
-        head = P.FeatureHead(backbone.eval(), None if block < 0 else block)
+        head = FeatureHead(backbone.eval(), None if block < 0 else block)
         return tuple(head(torch.zeros(1, 3, size, size)).shape[1:])
 
 
@@ -121,7 +122,7 @@ def pooled_from_block(backbone: nn.Module, activations: np.ndarray, block: int, 
                       folder: Path | None = None) -> np.ndarray:
     """Pooled features computed from cached block activations by the frozen rest of the network
     (cheap: only the last blocks run). Cached beside the activations when folder is given."""
-    tail = P.BlockTail(backbone, block).eval()
+    tail = BlockTail(backbone, block).eval()
     n, views = activations.shape[:2]
 
     def fill(out: np.ndarray) -> None:

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from ..training import Resume, TrainSettings, fit, seed_everything
-from . import pretrained as P
+from .backbones import BlockTail
 
 # the config keys each head reads (beside the feature stage's, backbones.STAGE_KEYS)
 KEYS: dict[str, set[str]] = {"logreg": {"C"}, "mlp": {"hidden"}, "mlp+logreg": {"hidden", "C"}, "tail": set()}
@@ -82,7 +82,7 @@ class TailHead(nn.Module):
 
     def __init__(self, backbone: nn.Module, block: int, dim: int, num_classes: int):
         super().__init__()
-        self.tail = P.BlockTail(backbone, block)
+        self.tail = BlockTail(backbone, block)
         self.fc = nn.Linear(dim, num_classes)
 
     def forward(self, x):

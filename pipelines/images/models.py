@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from . import networks as dogs_models
-from . import pretrained as P
+from . import weights
 from ..errors import UserError
 
 known = dogs_models.known
@@ -39,7 +39,7 @@ def build(arch: str, image_size: int, num_classes: int, pretrained: bool | str =
     if not known(arch):
         dogs_models.build(arch, image_size)  # the UserError with a suggestion
     kw = {"drop_rate": drop_rate} if drop_rate else {}
-    model = P.create_backbone(arch, pretrained=pretrained, num_classes=num_classes, **kw)
+    model = weights.create_backbone(arch, pretrained=pretrained, num_classes=num_classes, **kw)
     was_training = model.training
     model.eval()
     with torch.no_grad():

@@ -1,5 +1,5 @@
 """One registry for every Dogs vs. Cats network: LeNet (d2l), a modern LeNet, any timm
-architecture from scratch, and pretrained timm backbones (via pretrained.create_backbone).
+architecture from scratch, and pretrained timm backbones (via weights.create_backbone).
 
 Every model maps (B, 3, S, S) float images to (B, 2) logits: class 1 is "dog".
 """
@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError
-from . import pretrained as P
+from . import weights
 
 NUM_CLASSES = 2
 
@@ -96,7 +96,7 @@ def build(arch: str, image_size: int, pretrained: bool | str = False, drop_rate:
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise UserError(f"arch: unknown model {arch!r}{hint}; use lenet, lenet-modern or a timm name")
         kw = {"drop_rate": drop_rate} if drop_rate else {}
-        model = P.create_backbone(arch, pretrained=pretrained, num_classes=NUM_CLASSES, **kw)
+        model = weights.create_backbone(arch, pretrained=pretrained, num_classes=NUM_CLASSES, **kw)
     was_training = model.training
     model.eval()
     with torch.no_grad():  # materialises LazyLinear for this input size

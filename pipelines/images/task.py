@@ -42,8 +42,7 @@ import torch
 from torch import nn
 
 from .. import atomic, checkpoint, config as configs, distributed, folds as folding, kfold, paths, resume, runs
-from . import augment, backbones, features, heads, recipes
-from . import pretrained as P
+from . import augment, backbones, features, heads, onnx_export, recipes, weights
 from ..device import cpu_threads, resolve
 from ..errors import UserError
 from ..progress import bar as progress_bar, fold_label
@@ -380,7 +379,7 @@ def _prepare_and_train(spec, cfg, data_dir, run_name, device, only_folds, restar
         nets = backbones.make_backbones(cfg)
         onnx_path = None
         if cfg.quantize == "int8":  # cached with the features; the run carries a copy (predict reads it there)
-            onnx_path = backbones.int8_network(nets[0][1], cfg.image_size, train_cache.images,
+            onnx_path = onnx_export.int8_network(nets[0][1], cfg.image_size, train_cache.images,
                                                paths.data_dir(spec.name) / "features" / "onnx")
         stage.update(nets=nets, onnx=onnx_path, meta=backbones.fingerprints(nets),
                      train=feature_stage(spec, cfg, nets, train_cache.images, train_cache.fingerprint, "train",
@@ -389,7 +388,7 @@ def _prepare_and_train(spec, cfg, data_dir, run_name, device, only_folds, restar
                                          cfg.tta_flip, onnx_path)
                            if test_cache is not None else None))
         if onnx_path is not None:
-            stage["meta"]["onnx_sha"] = P.file_fingerprint(onnx_path)
+            stage["meta"]["onnx_sha"] = onnx_export.file_fingerprint(onnx_path)
         stage["seconds"] = time.perf_counter() - t0
     data_sha = {"labels_sha": data.fingerprint(comp.train.labels_path), "train_fingerprint": train_cache.fingerprint,
                 "test_fingerprint": test_cache.fingerprint if test_cache is not None else None,
@@ -409,7 +408,7 @@ def _train(spec, cfg, comp, train_cache, test_cache, labels, ids, fold_of_row, o
     num_classes = len(classes)
     folding.save_folds(run_dir / "folds.csv", ids, fold_of_row)
     if stage.get("onnx") is not None:
-        backbones.carry_int8(stage["onnx"], run_dir)
+        onnx_export.carry_int8(stage["onnx"], run_dir)
     if cfg.recipe == "train":
         images = np.asarray(train_cache.images)
         test_images = np.asarray(test_cache.images) if test_cache is not None else None
@@ -428,11 +427,11 @@ def _train(spec, cfg, comp, train_cache, test_cache, labels, ids, fold_of_row, o
             backbone = stage["nets"][0][1]
             model, result = fit_head(cfg, stage["train"], labels, num_classes, train_index, valid_index, seed, desc,
                                      state, backbone, backbones.feature_dims(stage["nets"]))
-            norm = P.normalization(backbone).as_dict()
+            norm = weights.normalization(backbone).as_dict()
             extra = {**stage["meta"], "feature_dim": int(stage["train"].shape[-1])}
         best_epoch = result.best_epoch if result is not None else 0
-        weights = model.state_dict() if cfg.recipe == "train" else heads.trainable_state(model, cfg)
-        checkpoint.save(folder, weights, {
+        saved = model.state_dict() if cfg.recipe == "train" else heads.trainable_state(model, cfg)
+        checkpoint.save(folder, saved, {
             "competition": spec.name, "engine": ENGINE, "spec": spec_meta, "config": configs.as_dict(cfg),
             "fold": fold, "seed": seed, "classes": classes, "id_style": comp.id_style, "normalization": norm,
             "best_epoch": best_epoch, "history": result.history if result is not None else [], **extra})
@@ -521,7 +520,7 @@ def _predict(run_dir: Path, loaded: list[Fold], test_path: Path, device) -> pd.D
     if cfg.recipe == "features":
         nets = backbones.make_backbones(cfg)
         backbones.check_weights(cfg, nets, meta, run_dir)
-        onnx_path = backbones.carried_int8(run_dir, meta.get("onnx_sha")) if cfg.quantize == "int8" else None
+        onnx_path = onnx_export.carried_int8(run_dir, meta.get("onnx_sha")) if cfg.quantize == "int8" else None
         feats = features.stages(cfg, nets, images, None, None, "test", cfg.tta_flip, onnx_path)
     spec_meta = meta["spec"]
     total = None

@@ -31,8 +31,7 @@ from ...errors import UserError
 from ...metrics import accuracy, log_loss, roc_auc
 from ...progress import bar as progress_bar, fold_label
 from ...training import Resume, TrainSettings, fit, quiet, seed_everything
-from ...images import augment, backbones, device_cache, features, heads, recipes, networks as models
-from ...images import pretrained as P
+from ...images import augment, backbones, device_cache, features, heads, onnx_export, recipes, weights, networks as models
 from . import data
 from .competition import DOGS_VS_CATS, ID, METRIC, NAME, SUBMISSION, TARGET
 
@@ -329,7 +328,7 @@ def _train_network(cfg: DogsConfig, images: np.ndarray, labels: np.ndarray, trai
 
 # --------------------------------------------------------------------------- recipe: features
 
-QUANTIZED = backbones.QUANTIZED  # a run's INT8 network, beside its folds
+QUANTIZED = onnx_export.QUANTIZED  # a run's INT8 network, beside its folds
 
 
 def features_root() -> Path:
@@ -396,12 +395,12 @@ def train(cfg: DogsConfig, source: Path, run_name: str | None, device_spec: str 
         norm = models.normalization(backbone, cfg.arch)
         onnx_path, extra_meta = None, {}
         if cfg.also:
-            extra_meta["also_sha"] = [P.state_fingerprint(b) for _, b in nets[1:]]
+            extra_meta["also_sha"] = [weights.state_fingerprint(b) for _, b in nets[1:]]
             extra_meta["feature_dims"] = backbones.feature_dims(nets)
         if cfg.quantize == "int8":  # cached with the features, and copied into the run (predict reads it there)
-            onnx_path = backbones.carry_int8(backbones.int8_network(backbone, cfg.image_size, train_cache.images,
+            onnx_path = onnx_export.carry_int8(onnx_export.int8_network(backbone, cfg.image_size, train_cache.images,
                                                                     features_root() / "onnx"), run_dir)
-            extra_meta["onnx_sha"] = P.file_fingerprint(onnx_path)
+            extra_meta["onnx_sha"] = onnx_export.file_fingerprint(onnx_path)
             stages["quantize_s"] = round(time.perf_counter() - t0, 1)
         t1 = time.perf_counter()
         train_feats = features.stages(cfg, nets, train_cache.images, train_cache.manifest["fingerprint"],
@@ -413,7 +412,7 @@ def train(cfg: DogsConfig, source: Path, run_name: str | None, device_spec: str 
                       if test_cache is not None else None)
         stages["features_test_s"] = round(time.perf_counter() - t1, 1)
         stage_seconds = time.perf_counter() - t0
-        backbone_sha = P.state_fingerprint(backbone)
+        backbone_sha = weights.state_fingerprint(backbone)
 
     def fit_fold(fold: int, train_index: np.ndarray, valid_index: np.ndarray) -> kfold.FoldOutput:
         seed = cfg.seed + fold
@@ -543,7 +542,7 @@ def fold_head_probabilities(run_dir: Path, cfg: DogsConfig, loaded: list[tuple[d
     meta0 = loaded[0][1]
     nets = backbones.make_backbones(cfg)
     backbones.check_weights(cfg, nets, meta0, run_dir)
-    onnx_path = backbones.carried_int8(run_dir, meta0.get("onnx_sha")) if cfg.quantize == "int8" else None
+    onnx_path = onnx_export.carried_int8(run_dir, meta0.get("onnx_sha")) if cfg.quantize == "int8" else None
     feats = features.stages(cfg, nets, images, None, None, what, cfg.tta_flip, onnx_path)
     probabilities = []
     for state, meta in loaded:
