@@ -2,7 +2,7 @@
 
   (a)  our pipeline: batches of the prepared uint8 cache (a read-only memmap), augmented with
        albumentations and converted in a background thread (augment.batches, what
-       task._train_network uses), trained by training.fit;
+       images/fitting.train_network uses), trained by training.fit;
   (a0) the same with the augmentation in the training thread (prefetch=0: the data path
        before the background thread);
   (b)  the same model and step on random tensors already in memory (the ceiling);
@@ -86,7 +86,7 @@ def build_model(spec: Spec) -> nn.Module:
 # --------------------------------------------------------------------------- batch sources
 
 def ours(images, targets, spec: Spec, transform, norm: dict, prefetch: int, seed: int) -> Iterator:
-    """Epoch after epoch of augment.batches, as task._train_network's train_batches makes them."""
+    """Epoch after epoch of augment.batches, as images/fitting.train_network's train_batches makes them."""
     for epoch in itertools.count():
         order = np.random.default_rng(seed * 1000 + epoch).permutation(len(images))
         yield from augment.batches(images, targets, order, spec.batch, transform, norm["mean"], norm["std"],

@@ -98,5 +98,5 @@ def run(quick: bool = False) -> str:
               "under pressure. Of the anonymous memory, "
               f"{gib(baseline['peak']['Pss_Anon'])} per process is the interpreter with torch and the other "
               "libraries loaded (a process that only imports the package); training also copies the fold's "
-              "validation images into memory (`images[valid_index]` in `train` and `_train_network`: "
+              "validation images into memory (`images[valid_index]` in `train` and `fitting.train_network`: "
               f"{n_train // 5:,} x {size}x{size}x3 bytes = {gib(n_train // 5 * size * size * 3)}).\n")

@@ -48,8 +48,9 @@ def refuse_launched(why: str) -> None:
     does not apply (each process would train the same folds and write the same files)."""
     if launched():
         raise UserError(f"several torchrun processes (WORLD_SIZE={os.environ.get('WORLD_SIZE')}): {why}; "
-                        f"data-parallel training is for dogs-vs-cats recipe train. Run one process, or "
-                        f"folds in parallel: one process per --folds set, all with the same --name")
+                        f"data-parallel training is for image configs with recipe: train, in any image "
+                        f"competition. Run one process, or folds in parallel: one process per --folds set, "
+                        f"all with the same --name")
 
 
 def active() -> bool:
@@ -128,6 +129,12 @@ def setup(spec: str = "auto") -> torch.device:
 def backend() -> str | None:
     import torch.distributed as dist
     return dist.get_backend() if active() else None
+
+
+def describe(device) -> str:
+    """The device as a run records it: "cpu", or under torchrun "cuda:0 x4 (nccl)" (rank 0's device,
+    the number of processes and the backend)."""
+    return str(device) + (f" x{world_size()} ({backend()})" if active() else "")
 
 
 def cleanup() -> None:

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _epochs(transform, seed: int, images: np.ndarray, epochs: int = 3) -> list[torch.Tensor]:
-    """Training batches as task._train_network makes them: reseeded per epoch, shuffled order."""
+    """Training batches as images/fitting.train_network makes them: reseeded per epoch, shuffled order."""
     out = []
     targets = torch.zeros(len(images), dtype=torch.long)
     for epoch in range(epochs):

@@ -1,6 +1,6 @@
-"""Scaling out on this CPU machine: DDP with gloo under torchrun, folds in parallel, and the GPU
-path's switches where the CPU has them (bf16 autocast, channels_last, torch.compile, the device
-cache).
+"""Scaling out on this CPU machine: DDP with gloo under torchrun (Dogs vs. Cats, and an image spec),
+folds in parallel, and the GPU path's switches where the CPU has them (bf16 autocast, channels_last,
+torch.compile, the device cache).
 
 DDP: `torchrun --standalone --nproc_per_node=2 -m pipelines train dogs-vs-cats ...` (real
 subprocesses) against one process on the same fold: the same out-of-fold rows in the same order,
@@ -31,7 +31,7 @@ from conftest import ROOT
 from drawn_images import write_dogs_vs_cats
 from pipelines import distributed, kfold, resume, train_state, training
 from pipelines.cli import main
-from pipelines.images import augment, device_cache
+from pipelines.images import augment, device_cache, spec as specs
 from pipelines.competitions.house_prices import task as house
 from pipelines.errors import UserError
 from pipelines.training import TrainSettings
@@ -144,6 +144,78 @@ def test_a_ddp_training_state_is_not_resumed_on_another_number_of_processes(ddp_
     assert code == 2 and "saved by a run on 2 process(es), this one has 1" in err and "--restart" in err
 
 
+def _sets(**values) -> list[str]:
+    return [x for key, value in values.items() for x in ("--set", f"{key}={value}")]
+
+
+def test_an_image_spec_trains_data_parallel(home, tmp_path, capsys):
+    """Any image spec's recipe train under 2 gloo processes (pipelines/images/fitting.py): one run,
+    written by rank 0, with every out-of-fold row in the one-process run's order and a close CV, test
+    predictions that predict() repeats from its checkpoints."""
+    from test_image_spec import _binary_spec, exact_predictions, write_cifar
+
+    data = tmp_path / "drawn"
+    write_cifar(data, per_class=8, n_test=5, classes=("cat", "ship"))
+    spec = _binary_spec(tmp_path)
+    argv = ["train", spec, "--data", data, "--config", "cnn", "--device", "cpu", "--quiet",
+            *_sets(folds=2, epochs=2, width=8, batch_size=8, threads=1)]
+    ddp = _torchrun([*argv, "--name", "ddp"], home)
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main([*map(str, argv), "--name", "one"]) == 0
+    ddp = _finish(ddp)
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    assert ddp.stdout.count("CV logloss") == 1  # rank 0 speaks, rank 1 is silent
+    runs = home / "runs" / "two"
+    record = {name: json.loads((runs / name / "run.json").read_text()) for name in ("one", "ddp")}
+    assert record["ddp"]["device"] == "cpu x2 (gloo)" and len(record["ddp"]["fold_scores"]) == 2
+    assert abs(record["ddp"]["cv"] - record["one"]["cv"]) <= DDP_CV_TOLERANCE, (record["ddp"]["cv"],
+                                                                                record["one"]["cv"])
+    one, par = (pd.read_csv(runs / name / "oof.csv", dtype={"id": str}) for name in ("one", "ddp"))
+    assert list(one.columns) == list(par.columns) == ["id", "fold", "label", "oof_label"]
+    for column in ("id", "fold", "label"):
+        assert one[column].tolist() == par[column].tolist(), column
+    assert par["oof_label"].between(0, 1, inclusive="neither").all()
+    meta = json.loads((runs / "ddp" / "fold1" / "meta.json").read_text())
+    assert meta["config"]["batch_size"] == 8 and len(meta["history"]) == 2
+    exact_predictions(runs / "ddp", specs.load(spec), data / "test")
+    capsys.readouterr()
+
+
+def test_an_image_spec_features_recipe_is_refused_under_torchrun(home, tmp_path, capsys, monkeypatch):
+    """recipe features fits its heads in one process: refused in one line naming the configs that can."""
+    from test_image_spec import _binary_spec, write_cifar
+
+    write_cifar(tmp_path / "drawn", per_class=2, n_test=1, classes=("cat", "ship"))
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    argv = ["train", str(_binary_spec(tmp_path)), "--data", str(tmp_path / "drawn"), "--config", "effnet-lite0-head",
+            "--device", "cpu", "--name", "head"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "recipe features fits small heads on cached features in one process" in err
+    assert "data-parallel training is for image configs with recipe: train" in err
+    assert not (home / "runs" / "two" / "head").exists()
+
+
+def test_an_image_spec_run_from_the_device_cache(home, tmp_path, capsys):
+    """gpu_cache: on for an image spec, on the CPU: batches and predictions from the cache tensor
+    (device_cache.py, through fitting.py as Dogs vs. Cats uses it) equal the host path's exactly."""
+    from test_image_spec import _binary_spec, write_cifar
+
+    data = tmp_path / "drawn"
+    write_cifar(data, per_class=6, n_test=4, classes=("cat", "ship"))
+    spec = _binary_spec(tmp_path)
+
+    def run(name, cache):
+        argv = ["train", str(spec), "--data", str(data), "--config", "cnn", "--device", "cpu", "--quiet", "--name",
+                name, *_sets(folds=2, epochs=1, width=8, batch_size=8, threads=1, hflip="false", crop_scale=1.0,
+                             gpu_cache=cache)]
+        assert main(argv) == 0
+        return [(home / "runs" / "two" / name / f).read_bytes() for f in ("oof.csv", "test_predictions.csv")]
+    assert run("host", "off") == run("device", "on")
+    capsys.readouterr()
+
+
 # --------------------------------------------------------------------------- folds in parallel
 
 HOUSE_SETS = {"epochs": 3, "folds": 3, "seeds_per_fold": 1, "hidden": [16]}
@@ -218,7 +290,9 @@ def test_torchrun_is_refused_where_data_parallelism_does_not_apply(home, house_d
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "0")
     assert main(["train", "house-prices", "--data", str(house_data), *HOUSE, "--name", "x"]) == 2
-    assert "data-parallel training is for dogs-vs-cats recipe train" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "data-parallel training is for image configs with recipe: train, in any image competition" in err
+    assert len(err.strip().splitlines()) == 1
 
 
 # --------------------------------------------------------------------------- sharding (no processes)

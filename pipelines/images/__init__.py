@@ -10,8 +10,8 @@ features), onnx_export.py (a backbone's ONNX export, its INT8 copy, ONNX Runtime
 extraction.py (frozen features and block activations, fast on a CPU), features.py (the cached
 frozen-feature stage, flip TTA and `train_flip`), heads.py (the heads on frozen features and their fitting, binary and
 multiclass), recipes.py (the config keys each recipe reads), augment.py (augmentation and
-prefetching) and device_cache.py (images held on the GPU) serve every image competition, Dogs vs.
-Cats included; task.py trains k folds (a CNN from scratch, or heads on frozen EfficientNet-Lite
+prefetching), fitting.py (a fold's network trained and predicting, data-parallel under torchrun) and
+device_cache.py (images held on the GPU) serve every image competition, Dogs vs. Cats included; task.py trains k folds (a CNN from scratch, or heads on frozen EfficientNet-Lite
 features; configs in configs/images/), predicts from the fold checkpoints and writes validated
 submissions; cli.ImageSpecVerbs(spec) holds the verbs, and competition.from_file(path) the Competition
 that pipelines/specs.py registers for `kind: images`; digits.py lays scikit-learn's

@@ -38,6 +38,15 @@ def wanted(mode: str, device: torch.device, nbytes: int) -> bool:
     return nbytes <= FREE_FRACTION * free
 
 
+def place(mode, device: torch.device, images: np.ndarray, test_images: np.ndarray | None):
+    """(training images, test images or None) on `device` when the config's gpu_cache `mode` wants
+    them there (wanted, for both together), else (None, None)."""
+    nbytes = images.nbytes + (test_images.nbytes if test_images is not None else 0)
+    if not wanted(mode, device, nbytes):
+        return None, None
+    return to_device(images, device), (to_device(test_images, device) if test_images is not None else None)
+
+
 def to_device(images: np.ndarray, device: torch.device, chunk_bytes: int = CHUNK_BYTES,
               copy: bool | None = None) -> torch.Tensor:
     """(N, S, S, 3) uint8 as a tensor on `device`, copied in chunks of about chunk_bytes (from a

