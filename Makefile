@@ -5,6 +5,8 @@ PY          := $(VENV)/bin/python
 STAMP       := $(VENV)/.installed
 COMP        ?= house-prices
 EXP         ?=
+PRESET      ?=
+TIME        ?=
 RUN         ?=
 DATA        ?=
 DEVICE      ?= auto
@@ -22,6 +24,7 @@ MASTER_ADDR ?= 127.0.0.1
 MASTER_PORT ?= 29500
 
 _config = $(if $(EXP),--config $(EXP),)
+_preset = $(if $(PRESET),--preset $(PRESET),)$(if $(TIME), --time-limit $(TIME),)
 _search = $(foreach s,$(SEARCH),--search '$(s)')
 _data   = $(if $(DATA),--data $(DATA),)
 _kaggle = $(if $(filter-out 0,$(KAGGLE)),--kaggle $(if $(WAIT),--wait $(WAIT),),)
@@ -58,8 +61,8 @@ data: setup  ## download COMP from Kaggle, or check and copy a local copy with D
 
 prepare: data
 
-train: setup  ## k-fold training for any competition: COMP=... EXP=... (NPROC=N [NNODES ...]: DDP via torchrun)
-	$(_launch) -m pipelines train $(COMP) $(_config) $(_data) --device $(DEVICE) $(ARGS)
+train: setup  ## k-fold training for any competition: COMP=... EXP=... or PRESET=best|fast TIME=SECONDS (NPROC=N ...: DDP via torchrun)
+	$(_launch) -m pipelines train $(COMP) $(_config) $(_preset) $(_data) --device $(DEVICE) $(ARGS)
 
 train-house: setup  ## k-fold training for House Prices (EXP=mlp, d2l-linear, ...)
 	$(PY) -m pipelines train house-prices $(_config) $(_data) --device $(DEVICE) $(ARGS)

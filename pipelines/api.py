@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -82,7 +83,7 @@ class Run:
 DEFAULTS = {
     "prepare": {"data": None, "config": None, "set": [], "workers": 2},
     "train": {"config": None, "set": [], "data": None, "name": None, "folds": None, "restart": False,
-              "deterministic": False, "device": "auto"},
+              "deterministic": False, "device": "auto", "preset": None, "time_limit": None},
     "predict": {"run": None, "test": None, "out": None, "device": "auto"},
     "submit": {"run": None, "out": None, "kaggle": False, "wait": 0},
     "blend": {"runs": [], "method": "weights", "name": None, "restart": False},
@@ -166,12 +167,23 @@ def prepare(competition: str, data: str | Path | None = None, *, config: str | N
 
 def train(competition: str, config: str | None = None, *, data: str | Path | None = None, name: str | None = None,
           overrides: dict | Sequence[str] | None = None, folds: Sequence[int] | str | None = None, device: str = "auto",
-          restart: bool = False, deterministic: bool = False, quiet: bool = False) -> Run | None:
+          restart: bool = False, deterministic: bool = False, quiet: bool = False, preset: str | None = None,
+          time_limit: float | None = None, started: float | None = None) -> Run | None:
     """Train k folds of `config` (default: the competition's), with `overrides` of its keys; returns
     the Run, or None when other processes still train folds of it (the last one records it).
-    Rerunning with the same name (or none) resumes an interrupted run; restart=True starts over."""
-    from . import runs
+    Rerunning with the same name (or none) resumes an interrupted run; restart=True starts over.
 
+    preset="best" (or "fast") instead of a config: the competition's portfolio, each member a run
+    named `<name>-<member>` (name default: preset-<preset>), trained within time_limit seconds from
+    `started` (a time.monotonic() value; default: now), then blended into the run `<name>`, which
+    is returned (pipelines/presets.py)."""
+    from . import presets, runs
+
+    presets.check(preset, time_limit, config, overrides, folds)
+    if preset is not None:
+        with _call(quiet, deterministic):
+            return _train_preset(competition, preset, time_limit, data, name, device, restart, quiet,
+                                 time.monotonic() if started is None else started)
     comp = load(competition)
     args = _args("train", comp.name, quiet, config=config, set=_overrides(overrides),
                  data=str(data) if data else None, name=name, folds=_folds(folds), restart=restart,
@@ -179,6 +191,87 @@ def train(competition: str, config: str | None = None, *, data: str | Path | Non
     with _call(quiet, deterministic), runs.recorded() as found:
         _handler(comp, "train")(args)
     return _recorded_run(comp, found)
+
+
+def _train_preset(competition: str, preset: str, time_limit: float | None, data, name: str | None, device: str,
+                  restart: bool, quiet: bool, started: float) -> Run:
+    """train(preset=...): the competition's portfolio (presets.py), each member a run, within the
+    budget, then their blend; returns the blend's Run (or the one member's, when only one finished)."""
+    from . import distributed, presets
+    from .progress import say
+
+    if distributed.launched():
+        raise UserError(f"--preset {preset} starts its members' processes itself; run it without torchrun")
+    comp = load(competition)
+    if comp.portfolio is None:
+        raise UserError(f"{comp.name} has no presets; train a config with --config")
+    if time_limit is None:
+        time_limit = presets.DEFAULT_LIMIT[preset]
+        say(f"--preset {preset}: no --time-limit given, so {time_limit:.0f} s (the preset's default)")
+    plan = comp.portfolio(preset, data)
+    prefix = name or f"preset-{preset}"
+    deadline = started + time_limit - presets.reserve(time_limit)
+    say(f"--preset {preset}: {', '.join(m.name for m in plan.members)} within {time_limit:.0f} s, then a "
+        f"{plan.method} blend as run {prefix}" + (f" ({plan.note})" if plan.note else ""))
+    workers = presets.workers(len(plan.members))
+    if workers > 1:
+        say(f"--preset {preset}: {workers} members at a time, one process each (one thread each)")
+    jobs = [(str(competition), member, None if data is None else str(data), f"{prefix}-{member.name}", device,
+             restart, deadline) for member in plan.members]
+    done = presets.outcomes(preset_member, jobs, workers, quiet)
+    lines = [f"  {member.name}: {done[member.name]['line']}" for member in plan.members]
+    finished = [run(comp.name, done[member.name]["run"]) for member in plan.members
+                if done[member.name]["status"] == "done"]  # in the plan's order, however they finished
+    if not finished:
+        for line in lines:
+            say(line)
+        raise UserError(f"--preset {preset}: no member finished within --time-limit {time_limit:g}; give it more time")
+    if len(finished) == 1:
+        result = finished[0]
+        lines.append(f"  one member finished: run {result.name} is the result")
+    else:
+        result = blend(comp.name, [r.name for r in finished], method=plan.method, name=prefix, restart=True,
+                       quiet=quiet)
+        lines.append(f"  blend ({plan.method}, out of fold): CV {result.metric} {result.cv:.5f} (run {result.name})")
+    print(f"--preset {preset} on {comp.name}: {len(finished)} of {len(plan.members)} members in "
+          f"{time.monotonic() - started:.0f} s of {time_limit:.0f} s")
+    for line in lines:
+        print(line)
+    return result
+
+
+def preset_member(competition: str, member, data: str | None, run_name: str, device: str, restart: bool,
+                  deadline: float, quiet: bool = True, capture: bool = False) -> dict:
+    """One member of a preset, trained within the deadline (in this process or a worker's):
+    {member, run, status (done, stopped, skipped, failed), line (one line saying what happened),
+    output (what training printed, when captured)}."""
+    import io
+
+    from . import budget
+
+    outcome = {"member": member.name, "run": run_name, "output": ""}
+    if deadline - time.monotonic() < 1.0:
+        return {**outcome, "status": "skipped", "line": "skipped, no time left"}
+    started = time.monotonic()
+    buffer = io.StringIO()
+    with contextlib.ExitStack() as stack:
+        if capture:
+            stack.enter_context(contextlib.redirect_stdout(buffer))
+        try:
+            with budget.until(deadline):
+                trained = train(competition, member.config, data=data, name=run_name, overrides=member.overrides,
+                                device=device, restart=restart, quiet=quiet)
+        except budget.OutOfTime:
+            return {**outcome, "output": buffer.getvalue(), "status": "stopped",
+                    "line": f"stopped after {time.monotonic() - started:.0f} s, out of time (its finished folds are "
+                            f"kept: run {run_name} resumes when the preset runs again with a longer --time-limit)"}
+        except UserError as exc:
+            return {**outcome, "output": buffer.getvalue(), "status": "failed", "line": f"failed: {exc}"}
+    if trained is None:
+        return {**outcome, "output": buffer.getvalue(), "status": "failed",
+                "line": "not recorded: another process still trains folds of it"}
+    return {**outcome, "output": buffer.getvalue(), "status": "done",
+            "line": f"CV {trained.metric} {trained.cv:.5f} in {time.monotonic() - started:.0f} s (run {run_name})"}
 
 
 def predict(competition: str, run: str, test: str | Path, out: str | Path, *, device: str = "auto",

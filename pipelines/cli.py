@@ -6,6 +6,7 @@ import argparse
 import errno
 import os
 import sys
+import time
 
 from . import __version__, competition, distributed, hints, registry as leaderboard
 from .errors import UserError
@@ -79,6 +80,11 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--restart", action="store_true",
                         help="start over: empty the run of that --name (or, without --name, make a new run) "
                              "instead of resuming it")
+    parser.add_argument("--preset", choices=["best", "fast"],
+                        help="train the competition's portfolio within --time-limit and blend it (best; fast: "
+                             "about a tenth of the time); instead of --config")
+    parser.add_argument("--time-limit", type=float, metavar="SECONDS",
+                        help="the whole command's budget with --preset (default: best 600, fast 60)")
     parser.add_argument("--deterministic", action="store_true",
                         help="deterministic algorithms only (torch.use_deterministic_algorithms, cuDNN "
                              "deterministic, CUBLAS_WORKSPACE_CONFIG); slower on GPUs. Also PIPELINES_DETERMINISTIC=1")
@@ -151,9 +157,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, started: float | None = None) -> int:
+    """Run one command; `started` (a time.monotonic() value, default: now) is when it began, from
+    which a preset's --time-limit counts (`python -m pipelines`: the start of the process)."""
     try:
-        return _main(argv)
+        return _main(argv, time.monotonic() if started is None else started)
     except BrokenPipeError:  # the reader left (`leaderboard | head`): stop quietly, as `ls | head` does
         try:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -162,9 +170,10 @@ def main(argv: list[str] | None = None) -> int:
         return 141   # 128 + SIGPIPE, what a shell reports for a program stopped by a closed pipe
 
 
-def _main(argv: list[str] | None) -> int:
+def _main(argv: list[str] | None, started: float) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.started = started
     if args.verb is None:   # a bare `python -m pipelines`: what there is to do
         parser.print_help()
         return 0
@@ -214,7 +223,9 @@ def _dispatch(args) -> int:
             return 0
         if args.verb == "train":
             api.train(comp.name, args.config, data=args.data, name=args.name, overrides=args.set, folds=args.folds,
-                      device=args.device, restart=args.restart, quiet=args.quiet)
+                      device=args.device, restart=args.restart, quiet=args.quiet,
+                      preset=getattr(args, "preset", None), time_limit=getattr(args, "time_limit", None),
+                      started=args.started)
             return 0
         if args.verb == "predict":
             api.predict(comp.name, args.run, args.test, args.out, device=args.device, quiet=args.quiet)

@@ -24,6 +24,8 @@ competition's name: they look the competition up with `load(name_or_path)` and a
                              test file or folder (the run's test_predictions.csv layout) written as
                              the competition's submission; `predict` (pipelines/api.py) makes the
                              frame, from a run's checkpoints or a blend's members, the same way for all
+  portfolio                  function(preset, data) -> presets.Plan: what `train --preset best|fast`
+                             trains (its members in order, and how they blend); None: no presets
 
 Every registered competition passes tests/test_competition_protocol.py, the way every
 scikit-learn estimator passes check_estimator.
@@ -244,6 +246,7 @@ class Competition:
     test_input: str = "test file"               # what `predict --test` takes, for the help text
     report_sections: Callable[[Path, dict, Path], list[str]] | None = None
     write_predicted: Callable[..., Path] | None = None
+    portfolio: Callable[[str, Any], Any] | None = None   # (preset, data) -> presets.Plan; None: no presets
 
     def __post_init__(self):
         for what, value, allowed in (("kind", self.kind, KINDS), ("task", self.task, TASKS),

@@ -17,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-from . import atomic, distributed, progress, resume, train_state
+from . import atomic, budget, distributed, progress, resume, train_state
 from .errors import UserError
 
 PREDICTIONS = "predictions.safetensors"
@@ -99,24 +99,27 @@ def run(folds: np.ndarray,
     bar = progress.bar(chosen, desc="folds", unit="fold", heartbeat=False,
                        disable=len(chosen) < 2 or not distributed.is_main())
     if store is None:
-        outputs = {}
+        outputs, took = {}, []
         for fold in bar:
+            budget.before_fold(fold, took)
             fold_started = time.perf_counter()
             outputs[fold] = fit_fold(fold, *fold_indices(folds, fold))
-            _report_fold(fold, n_folds, fold_indices(folds, fold)[1], outputs[fold], score, main_metric,
-                         time.perf_counter() - fold_started)
+            took.append(time.perf_counter() - fold_started)
+            _report_fold(fold, n_folds, fold_indices(folds, fold)[1], outputs[fold], score, main_metric, took[-1])
         return _assemble(folds, outputs, score, main_metric, started, trained=chosen)
-    trained = []
+    trained, took = [], []
     for fold in bar:
         train_index, valid_index = fold_indices(folds, fold)
+        budget.before_fold(fold, took)  # a time budget (budget.py): a fold that would not fit is not started
         claim = distributed.from_main(lambda: _claim(store, fold, valid_index))
         if claim != "train":
             continue
         try:
             fold_started = time.perf_counter()
             output = fit_fold(fold, train_index, valid_index)
+            took.append(time.perf_counter() - fold_started)
             if distributed.is_main():
-                seconds = time.perf_counter() - fold_started
+                seconds = took[-1]
                 save_fold(store, fold, valid_index, output, seconds)
                 _report_fold(fold, n_folds, valid_index, output, score, main_metric, seconds)
         finally:

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import distributed, progress, train_state
+from . import budget, distributed, progress, train_state
 from .errors import UserError
 from .train_state import Resume
 
@@ -236,6 +236,8 @@ def fit(model: nn.Module,
     bar = progress.bar(range(start_epoch, settings.epochs if not stopped else start_epoch), desc=desc,
                        initial=start_epoch, total=settings.epochs, unit="epoch", disable=not distributed.is_main())
     for epoch in bar:
+        if world == 1:  # a time budget (budget.py) holds for one process; ranks never stop apart
+            budget.check(desc or "training")
         model.train()
         started, loss_sum, seen = time.perf_counter(), 0.0, 0
         for batch, (inputs, targets) in enumerate(train_batches(epoch), 1):

@@ -92,7 +92,20 @@ def from_spec(spec: ImageSpec) -> Competition:
         default_config=None,   # ImageSpecVerbs picks --config, else the spec's `config:`, else task.DEFAULT_CONFIG
         test_input="image folder",
         report_sections=tabular.report_sections(spec),
+        portfolio=_Portfolio(spec),
     )
+
+
+class _Portfolio:
+    """What `train --preset` trains for an image spec (presets.py), built on first call."""
+
+    def __init__(self, spec: ImageSpec):
+        self.spec = spec
+
+    def __call__(self, preset: str, data):
+        from .presets import portfolio
+
+        return portfolio(self.spec, preset, data)
 
 
 def from_file(path: str | Path) -> Competition:

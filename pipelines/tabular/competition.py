@@ -60,6 +60,18 @@ class _WritePredicted:
                                      template_rows=False)
 
 
+class _Portfolio:
+    """What `train --preset` trains for a spec (presets.py), built on first call."""
+
+    def __init__(self, spec: Spec):
+        self.spec = spec
+
+    def __call__(self, preset: str, data):
+        from .presets import portfolio
+
+        return portfolio(self.spec, preset, data)
+
+
 class SpecSpace(BlendSpace):
     """What every tabular blend space shares: the run files' columns (task.py) and prediction."""
     data_key, test_data_key = "train_sha", "test_sha"
@@ -297,6 +309,7 @@ def from_spec(spec: Spec) -> Competition:
         default_config=None,   # SpecVerbs picks --config, else the spec's `config:`, else lightgbm (configs/tabular/)
         test_input="test CSV",
         report_sections=report_sections(spec),
+        portfolio=_Portfolio(spec),
     )
 
 

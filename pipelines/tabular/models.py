@@ -40,7 +40,7 @@ import torch
 import yaml
 from torch import nn
 
-from .. import atomic, checkpoint, config as configs
+from .. import atomic, budget, checkpoint, config as configs
 from ..device import cpu_threads
 from ..errors import UserError
 from ..training import Resume, TrainSettings, fit as fit_network, seed_everything
@@ -107,6 +107,11 @@ class LightGBMConfig(TabularConfig):
     # one thread by default: on small tables it is as fast, and on a machine whose cores are busy two
     # threads were 10x slower (OpenMP threads waiting on each other; docs/results.md)
     threads: int = configs.option(1, min=1)
+    # early_stopping > 0: n_estimators is a ceiling, and training stops after that many rounds without
+    # a better loss on stop_fraction of the fold's training rows, held aside from fitting (never the
+    # fold's validation rows, which the CV scores)
+    early_stopping: int = configs.option(0, min=0)
+    stop_fraction: float = configs.option(0.1, min=0.02, max=0.5)
 
 
 @dataclass
@@ -120,6 +125,8 @@ class CatBoostConfig(TabularConfig):
     subsample: float = configs.option(0.8, min=0.1, max=1.0)   # Bernoulli row sampling (1: none)
     colsample: float = configs.option(1.0, min=0.01, max=1.0)  # rsm: the share of columns per split
     threads: int = configs.option(1, min=1)
+    early_stopping: int = configs.option(0, min=0)                   # as LightGBM's
+    stop_fraction: float = configs.option(0.1, min=0.02, max=0.5)
 
 
 @dataclass
@@ -269,8 +276,16 @@ class LightGBM(Family):
         params = estimators.lightgbm_params(objective, cfg.lr, cfg.num_leaves, cfg.min_child_samples, cfg.colsample,
                                             cfg.subsample, cfg.l2, seed, cfg.threads, cfg.linear_tree,
                                             cfg.linear_lambda)
-        data = lgb.Dataset(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64))
-        return lgb.train(params, data, num_boost_round=cfg.n_estimators), {}
+        x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+        callbacks = [_lightgbm_budget]
+        if not cfg.early_stopping:
+            return lgb.train(params, lgb.Dataset(x, y), num_boost_round=cfg.n_estimators, callbacks=callbacks), {}
+        fit_rows, stop_rows = stopping_split(y, problem, cfg.stop_fraction, seed)
+        data = lgb.Dataset(x[fit_rows], y[fit_rows])
+        booster = lgb.train(params, data, num_boost_round=cfg.n_estimators,
+                            valid_sets=[lgb.Dataset(x[stop_rows], y[stop_rows], reference=data)],
+                            callbacks=[*callbacks, lgb.early_stopping(cfg.early_stopping, verbose=False)])
+        return booster, {"best_epoch": int(booster.best_iteration or cfg.n_estimators)}
 
     def predict(self, fitted, x, device):
         return np.asarray(fitted.predict(np.asarray(x, dtype=np.float64)), dtype=np.float64)
@@ -289,6 +304,48 @@ class LightGBM(Family):
             return lgb.Booster(model_str=path.read_text())
         except lgb.basic.LightGBMError as exc:
             raise UserError(f"{path}: not a LightGBM model ({str(exc).splitlines()[0]})") from None
+
+
+def stopping_split(y: np.ndarray, problem: Problem, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(rows to fit, rows for early stopping) of a fold's training rows: a seeded `fraction` of them
+    held aside, per class for classification (a class with one row stays in the fitted rows)."""
+    rng = np.random.default_rng(seed)
+    if problem.task == "regression":
+        groups = [np.arange(len(y))]
+    else:
+        labels = np.asarray(y, dtype=np.int64)
+        groups = [np.flatnonzero(labels == c) for c in np.unique(labels)]
+    held = []
+    for rows in groups:
+        count = int(round(len(rows) * fraction)) if len(rows) > 1 else 0
+        held.append(rng.permutation(rows)[:count])
+    stop = np.sort(np.concatenate(held)) if held else np.array([], dtype=np.int64)
+    if not len(stop):
+        stop = np.sort(rng.permutation(len(y))[:1])
+    return np.setdiff1d(np.arange(len(y)), stop), stop
+
+
+def _lightgbm_budget(env) -> None:
+    """A LightGBM callback: stop (OutOfTime) when the time budget is spent (budget.py)."""
+    budget.check("lightgbm")
+
+
+class _CatBoostBudget:
+    """A CatBoost callback: stops training when the time budget is spent; raise_if_stopped() then
+    raises OutOfTime after fit returns (CatBoost's callbacks can only ask it to stop)."""
+
+    def __init__(self):
+        self.stopped = False
+
+    def after_iteration(self, info) -> bool:
+        left = budget.left()
+        self.stopped = left is not None and left <= 0
+        return not self.stopped
+
+    def raise_if_stopped(self) -> None:
+        if self.stopped:
+            budget.check("catboost")
+            raise budget.OutOfTime("catboost: out of time")
 
 
 @dataclass
@@ -315,15 +372,25 @@ class CatBoost(Family):
     def fit(self, cfg, problem, x, y, x_valid, y_valid, seed, device, resume, desc, valid_figures):
         model = estimators.catboost_model(problem.task, cfg.n_estimators, cfg.lr, cfg.depth, cfg.l2, cfg.subsample,
                                           cfg.colsample, seed, cfg.threads)
-        if problem.task == "regression":
-            model.fit(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64))
-            return CatBoostModel(model, [], problem), {}
-        y = np.asarray(y, dtype=np.int64)
-        seen = sorted({int(v) for v in y})
-        if len(seen) > 1:
-            model.fit(np.asarray(x, dtype=np.float64), y)
-            seen = [int(c) for c in model.classes_]
-        return CatBoostModel(model, seen, problem), {}
+        x = np.asarray(x, dtype=np.float64)
+        y = np.asarray(y, dtype=np.float64 if problem.task == "regression" else np.int64)
+        seen = [] if problem.task == "regression" else sorted({int(v) for v in y})
+        if problem.task == "regression" or len(seen) > 1:
+            stopping = _CatBoostBudget()
+            options: dict = {"callbacks": [stopping]}
+            if cfg.early_stopping:
+                fit_rows, stop_rows = stopping_split(y, problem, cfg.stop_fraction, seed)
+                if problem.task != "regression" and len(np.unique(y[fit_rows])) < len(seen):
+                    fit_rows = np.arange(len(y))  # a class only in the held-aside rows: fit on all of them
+                options.update(eval_set=(x[stop_rows], y[stop_rows]), early_stopping_rounds=cfg.early_stopping,
+                               use_best_model=True)
+                x, y = x[fit_rows], y[fit_rows]
+            model.fit(x, y, **options)
+            stopping.raise_if_stopped()
+            if problem.task != "regression":
+                seen = [int(c) for c in model.classes_]
+        info = {"best_epoch": int(model.get_best_iteration() or 0) + 1} if cfg.early_stopping and model.is_fitted() else {}
+        return CatBoostModel(model, seen, problem), info
 
     def predict(self, fitted, x, device):
         return fitted.predict(x)

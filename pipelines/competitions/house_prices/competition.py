@@ -63,6 +63,17 @@ class LogPrice(BlendSpace):
         return {"dataset": first_run["dataset"]} if "dataset" in first_run else {}
 
 
+def portfolio(preset: str, data):
+    """`train house-prices --preset best|fast`: best is `make blend-house` (lasso, gbm, catboost, tabm,
+    their plain mean); fast is lasso and gbm. The plain mean fits nothing, and on two fold seeds it
+    beat the nested fitted weights (docs/decisions.md, House Prices)."""
+    from ...presets import Member, Plan
+
+    names = ("lasso", "gbm", "catboost", "tabm") if preset == "best" else ("lasso", "gbm")
+    return Plan(tuple(Member(name, name) for name in names), method="mean",
+                note="the configs of make blend-house, their plain mean" if preset == "best" else "")
+
+
 HOUSE_PRICES = register(Competition(
     name=NAME,
     title="House Prices",
@@ -80,4 +91,5 @@ HOUSE_PRICES = register(Competition(
     default_config="tabm",
     test_input="test CSV",
     report_sections=Lazy(f"{__package__}.report:sections"),
+    portfolio=portfolio,
 ))

@@ -1,0 +1,79 @@
+"""A time budget for a block of work: `with budget.until(deadline): ...`.
+
+Inside the block the long loops ask whether they may go on: `check()` (every boosting round,
+network epoch and before each fold) raises `OutOfTime` once the deadline has passed, and
+`kfold.run` refuses to start a fold that the folds before it say will not fit (`before_fold`).
+What was finished stays on disk (a fold's predictions, a network's last epoch), so a run stopped
+this way resumes like an interrupted one. Outside a block every call is a no-op: training without
+a budget is unchanged.
+
+The deadline is a `time.monotonic()` value held in a context variable, so it holds for the call
+that set it (and its threads' copies of the context) and leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import os
+import time
+from typing import Iterator
+
+_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("pipelines_deadline", default=None)
+
+
+class OutOfTime(Exception):
+    """The block's deadline passed (or the next fold would pass it)."""
+
+
+@contextlib.contextmanager
+def until(deadline: float | None) -> Iterator[None]:
+    """Within the block, check() raises OutOfTime after `deadline` (a time.monotonic() value; None:
+    no deadline). An outer, earlier deadline still holds."""
+    outer = _deadline.get()
+    if deadline is not None and outer is not None:
+        deadline = min(deadline, outer)
+    token = _deadline.set(deadline if deadline is not None else outer)
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
+
+
+def left() -> float | None:
+    """Seconds left before the deadline (negative once past); None without one."""
+    deadline = _deadline.get()
+    return None if deadline is None else deadline - time.monotonic()
+
+
+def check(what: str = "training") -> None:
+    """Raise OutOfTime when the deadline has passed."""
+    remaining = left()
+    if remaining is not None and remaining <= 0:
+        raise OutOfTime(f"{what}: out of time")
+
+
+def before_fold(fold: int, seconds_per_fold: list[float]) -> None:
+    """Before training `fold`: refuse it when the folds this call trained so far took longer, on
+    average, than what is left (the first fold has nothing to go by and only check()s)."""
+    remaining = left()
+    if remaining is None:
+        return
+    check(f"fold {fold}")
+    if seconds_per_fold and sum(seconds_per_fold) / len(seconds_per_fold) > remaining:
+        raise OutOfTime(f"fold {fold}: the folds so far took {sum(seconds_per_fold) / len(seconds_per_fold):.0f} s "
+                        f"each, {remaining:.0f} s left")
+
+
+def process_started() -> float:
+    """The time.monotonic() value at which this process started (Linux: /proc/self/stat; elsewhere:
+    now), so that a command's budget counts the interpreter's start and its imports too."""
+    try:
+        with open("/proc/self/stat") as f:
+            start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])  # field 22, starttime
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+        age = uptime - start_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, AttributeError):
+        age = 0.0
+    return time.monotonic() - min(max(age, 0.0), 3600.0)

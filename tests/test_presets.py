@@ -1,0 +1,189 @@
+"""Presets (pipelines/presets.py): a portfolio trained within a time budget and blended; the
+budget itself (pipelines/budget.py); early stopping on held-aside rows; the portfolios of the
+tabular and image specs and of the built-ins."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import pipelines as pl
+from pipelines import budget, presets
+from pipelines.cli import main
+from pipelines.errors import UserError
+from pipelines.presets import Member, Plan
+from pipelines.tabular import models
+from tabular_data import layout
+
+
+@pytest.fixture(scope="module")
+def penguins(tmp_path_factory):
+    return layout("penguins", tmp_path_factory.mktemp("presets") / "penguins")
+
+
+@pytest.fixture
+def cheap_plan(monkeypatch):
+    """The spec's portfolio swapped for three quick members (the real one is tested below)."""
+    from pipelines.tabular import presets as tabular_presets
+
+    plan = Plan((Member("linear", "linear", {"folds": 3}),
+                 Member("lightgbm", "lightgbm", {"folds": 3, "n_estimators": 400, "early_stopping": 20}),
+                 Member("slow", "mlp", {"folds": 3, "epochs": 1_000_000})), method="weights")
+    monkeypatch.setattr(tabular_presets, "portfolio", lambda spec, preset, data: plan)
+    monkeypatch.setenv("PIPELINES_PRESET_WORKERS", "1")
+    return plan
+
+
+# --------------------------------------------------------------------------- the budget
+
+def test_the_budget_stops_work_after_its_deadline_and_only_inside_its_block():
+    budget.check()                         # no deadline: nothing happens
+    assert budget.left() is None
+    with budget.until(time.monotonic() + 60):
+        budget.check()
+        assert 59 < budget.left() <= 60
+        with budget.until(time.monotonic() + 600):   # an inner, later deadline does not extend the outer one
+            assert budget.left() <= 60
+        with budget.until(time.monotonic() - 1):
+            with pytest.raises(budget.OutOfTime):
+                budget.check()
+        budget.before_fold(1, [10.0])      # folds of 10 s with a minute left: go on
+        with pytest.raises(budget.OutOfTime, match="took 90 s each"):
+            budget.before_fold(1, [90.0])
+    assert budget.left() is None
+
+
+def test_process_started_is_not_in_the_future():
+    assert budget.process_started() <= time.monotonic()
+
+
+# --------------------------------------------------------------------------- early stopping
+
+def test_early_stopping_holds_aside_part_of_the_training_rows_per_class():
+    y = np.array([0] * 50 + [1] * 30 + [2] * 20 + [3])
+    fit, stop = models.stopping_split(y, models.Problem("multiclass", 4), 0.1, seed=1)
+    assert len(np.intersect1d(fit, stop)) == 0 and len(fit) + len(stop) == len(y)
+    assert [int(np.sum(y[stop] == c)) for c in range(4)] == [5, 3, 2, 0]   # the one-row class stays fitted
+    again = models.stopping_split(y, models.Problem("multiclass", 4), 0.1, seed=1)
+    assert np.array_equal(stop, again[1])
+    _, other = models.stopping_split(y, models.Problem("multiclass", 4), 0.1, seed=2)
+    assert not np.array_equal(stop, other)
+
+
+@pytest.mark.parametrize("model", ["lightgbm", "catboost"])
+def test_early_stopping_stops_before_the_ceiling_on_held_aside_rows(home, penguins, model):
+    run = pl.train(penguins.spec_path, model, data=penguins.folder, name=f"es-{model}",
+                   overrides={"folds": 2, "n_estimators": 3000, "lr": 0.3, "early_stopping": 10}, quiet=True)
+    kept = [int(__import__("json").loads((run.folder / f"fold{k}" / "meta.json").read_text())["best_epoch"])
+            for k in range(2)]
+    assert all(0 < k < 3000 for k in kept), kept
+    assert run.cv < 0.3
+
+
+# --------------------------------------------------------------------------- the preset
+
+def test_a_preset_trains_its_members_blends_them_and_submit_takes_the_blend(home, penguins, cheap_plan, capsys):
+    code = main(["train", str(penguins.spec_path), "--data", str(penguins.folder), "--preset", "best",
+                 "--time-limit", "40"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "linear: CV logloss" in out and "lightgbm: CV logloss" in out
+    assert "slow: stopped after" in out and "out of time" in out          # what did not fit is said
+    blend = pl.run("penguins", "preset-best")
+    assert [m["run"] for m in blend.info["blend"]["members"]] == ["preset-best-linear", "preset-best-lightgbm"]
+    assert blend.info["blend"]["method"] == "weights"
+    for member in ("linear", "lightgbm"):
+        assert pl.run("penguins", f"preset-best-{member}").cv > 0       # each member is a normal run
+    board = pl.leaderboard("penguins")
+    assert "preset-best-slow" not in set(board["run"])                    # the stopped one is not recorded
+    assert main(["submit", "penguins", "--run", "best"]) == 0
+    submission = pd.read_csv(home / "submissions" / "penguins" / f"{board['run'].iloc[0]}.csv")
+    assert len(submission) == penguins.test_rows
+
+
+def test_the_budget_is_the_whole_commands(home, penguins, cheap_plan, capsys):
+    """A command that began long ago has no time left: nothing is trained, and it says so."""
+    with pytest.raises(UserError, match="no member finished within --time-limit 20"):
+        pl.train(penguins.spec_path, preset="best", time_limit=20, data=penguins.folder,
+                 started=time.monotonic() - 30)
+    assert "skipped, no time left" in capsys.readouterr().out
+
+
+def test_a_preset_in_parallel_processes_gives_the_same_members(home, penguins, cheap_plan, monkeypatch):
+    plan = Plan(cheap_plan.members[:2])
+    from pipelines.tabular import presets as tabular_presets
+
+    monkeypatch.setattr(tabular_presets, "portfolio", lambda spec, preset, data: plan)
+    alone = pl.train(penguins.spec_path, preset="fast", time_limit=120, data=penguins.folder, name="one")
+    monkeypatch.setenv("PIPELINES_PRESET_WORKERS", "2")
+    together = pl.train(penguins.spec_path, preset="fast", time_limit=120, data=penguins.folder, name="two")
+    assert together.cv == pytest.approx(alone.cv, abs=1e-9)
+    for member in ("linear", "lightgbm"):
+        assert pl.run("penguins", f"two-{member}").cv == pl.run("penguins", f"one-{member}").cv
+
+
+def test_the_real_tabular_portfolio_within_a_short_budget(home, penguins, capsys, monkeypatch):
+    monkeypatch.setenv("PIPELINES_PRESET_WORKERS", "1")
+    started = time.monotonic()
+    code = main(["train", str(penguins.spec_path), "--data", str(penguins.folder), "--preset", "fast",
+                 "--time-limit", "30"], started=started)
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "--preset fast on penguins" in out
+    finished = [line for line in out.splitlines() if line.startswith("  ") and ": CV logloss" in line]
+    assert finished, out
+    assert main(["submit", "penguins", "--run", "best"]) == 0
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--preset", "best", "--config", "linear"], "leave out --config and --set"),
+    (["--preset", "best", "--set", "folds=3"], "leave out --config and --set"),
+    (["--time-limit", "60"], "--time-limit goes with --preset"),
+    (["--preset", "best", "--time-limit", "3"], "give at least 10 seconds"),
+    (["--preset", "best", "--folds", "0"], "trains every fold"),
+])
+def test_preset_arguments_that_do_not_go_together_are_one_line(home, penguins, argv, words, capsys):
+    assert main(["train", str(penguins.spec_path), "--data", str(penguins.folder), *argv]) == 2
+    err = capsys.readouterr().err
+    assert words in err and len(err.strip().splitlines()) == 1
+
+
+# --------------------------------------------------------------------------- portfolios
+
+def test_the_built_ins_portfolios():
+    best = pl.load("house-prices").portfolio("best", None)
+    assert [m.config for m in best.members] == ["lasso", "gbm", "catboost", "tabm"] and best.method == "mean"
+    assert [m.config for m in pl.load("dogs-vs-cats").portfolio("best", None).members] == ["effnet-lite2-int8"]
+    assert [m.config for m in pl.load("dogs-vs-cats").portfolio("fast", None).members] == ["effnet-lite0-fast"]
+
+
+def test_the_tabular_portfolio_runs_cheap_members_first(penguins):
+    plan = pl.load(str(penguins.spec_path)).portfolio("best", penguins.folder)
+    names = [m.name for m in plan.members]
+    assert names[0] == "linear" and len(names) == len(set(names)) >= 3
+    fast = pl.load(str(penguins.spec_path)).portfolio("fast", penguins.folder)
+    assert set(m.name for m in fast.members) < set(names)
+
+
+@pytest.mark.parametrize("side, config", [(8, "cnn"), (32, "cnn"), (96, "effnet-lite2-int8")])
+def test_the_image_preset_follows_the_images_size(tmp_path, side, config):
+    from PIL import Image
+
+    from pipelines.images.presets import portfolio
+    from pipelines.images.spec import load
+
+    folder = tmp_path / "data"
+    (folder / "train").mkdir(parents=True)
+    (folder / "test").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        Image.fromarray(rng.integers(0, 255, (side, side + 4, 3), dtype=np.uint8)).save(folder / "train" / f"{i}.png")
+    pd.DataFrame({"id": range(6), "label": ["a", "b"] * 3}).to_csv(folder / "train.csv", index=False)
+    spec_path = tmp_path / "tiny.yaml"
+    spec_path.write_text("name: tiny\nkind: images\nid: id\ntarget: label\ntask: binary\nmetric: logloss\n"
+                         "submission: probability\nlabels: train.csv\ntrain_images: train\ntest_images: test\n")
+    plan = portfolio(load(spec_path), "best", folder)
+    assert [m.config for m in plan.members] == [config] and f"{side} px" in plan.note
