@@ -6,15 +6,17 @@ then each setting chosen leave-one-table-out (docs/decisions.md, "The best prese
       and appends one JSON line per (table, candidate) to OUT/measure.jsonl: CV, held-out score,
       wall time; a pair already there is skipped, so it resumes
   .venv/bin/python benchmarks/portfolio.py select OUT
-      for each table, the variant of each family chosen on the other tables (best mean rank of
-      CV), then the nested-weights blend of the chosen runs on the left-out table: its CV and
-      held-out score beside the shipped lightgbm default's and the best single candidate's
+      for each table left out: the variant of each family chosen on the other tables (best mean
+      rank of CV), then the portfolio (PORTFOLIOS) whose nested-weights blend has the best mean rank
+      of CV on the other tables; its blend's CV and held-out score on the left-out table, beside the
+      shipped lightgbm default's and the best single candidate's (chosen there by CV)
 
 Every candidate is counted in docs/decisions.md, whatever it scored.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -35,6 +37,10 @@ CANDIDATES = {
     # tried first with n_estimators 5000, lr 0.05: on penguins it never stopped (4,997 rounds) and took
     # 116 s for 241 rows; dropped for its cost before the other tables (docs/decisions.md)
     "cat-es": ("catboost", "catboost", {"n_estimators": 2000, "lr": 0.08, "early_stopping": 100}),
+    # added after the first eight were measured: early stopping, then a refit on all the fold's rows
+    "lgb-refit": ("lightgbm", "lightgbm", {"n_estimators": 5000, "lr": 0.02, "num_leaves": 15, "min_child_samples": 10,
+                                           "colsample": 0.5, "early_stopping": 200, "refit": True}),
+    "cat-refit": ("catboost", "catboost", {"n_estimators": 2000, "lr": 0.08, "early_stopping": 100, "refit": True}),
     "mlp": ("mlp", "mlp", {}),
     "tabm-pwl": ("tabm", "tabm-pwl", {}),
 }
@@ -101,33 +107,81 @@ def choose(rows: list[dict], tables: list[str]) -> dict[str, str]:
     return chosen
 
 
-def select(out: Path) -> None:
-    os.environ["PIPELINES_HOME"] = str(out / "home")
+# The portfolios compared (each chosen leave-one-table-out like the variants): what a preset trains,
+# given the variant chosen for each family
+PORTFOLIOS = {
+    "families": lambda chosen: [chosen[f] for f in ("linear", "lightgbm", "catboost", "mlp", "tabm") if f in chosen],
+    "trees": lambda chosen: [chosen[f] for f in ("lightgbm", "catboost") if f in chosen],
+    "everything": lambda chosen: list(CANDIDATES),
+}
+
+
+def _blend_scores(out: Path, table: str, members: list[str], cache: dict) -> tuple[float, float]:
+    """(CV, held-out) of the nested weights blend of `members` on `table` (one member: its own)."""
     import pipelines as pl
     import tabular_data as td
     from pipelines.tabular import spec as specs
 
+    key = (table, tuple(sorted(members)))
+    if key not in cache:
+        laid = td.layout(table, out / "data" / table)
+        spec = specs.load(laid.spec_path)
+        name = "blend-" + hashlib.md5("+".join(key[1]).encode()).hexdigest()[:10]
+        made = pl.blend(str(laid.spec_path), members, method="weights", name=name, restart=True, quiet=True)
+        cache[key] = (made.cv, _held_out(td, laid, spec, made.folder, out, f"{table}-{name}"))
+    return cache[key]
+
+
+def select(out: Path) -> None:
+    import contextlib
+    import io
+
+    import numpy as np
+
+    import tabular_data as td
+
+    os.environ["PIPELINES_HOME"] = str(out / "home")
     rows = _rows(out / "measure.jsonl")
     tables = [t for t in td.SELECTION if any(r["table"] == t for r in rows)]
+    sign = {t: next(-1 if r["greater_is_better"] else 1 for r in rows if r["table"] == t) for t in tables}
+    cache: dict = {}
+    # every portfolio's blend on every table, for the variants chosen without that table
+    scores = {}
+    for left_out in tables:
+        chosen = choose(rows, [t for t in tables if t != left_out])
+        for portfolio, members_of in PORTFOLIOS.items():
+            members = [m for m in members_of(chosen)
+                       if any(r["table"] == left_out and r["candidate"] == m for r in rows)]
+            with contextlib.redirect_stdout(io.StringIO()):
+                scores[(left_out, portfolio)] = (members, *_blend_scores(out, left_out, members, cache))
     results = []
     for left_out in tables:
         others = [t for t in tables if t != left_out]
-        chosen = choose(rows, others)
-        members = [v for v in chosen.values() if any(r["table"] == left_out and r["candidate"] == v for r in rows)]
-        laid = td.layout(left_out, out / "data" / left_out)
-        spec = specs.load(laid.spec_path)
-        blend = pl.blend(str(laid.spec_path), members, method="weights", name="loo-blend", restart=True, quiet=True)
+        ranks = {p: [] for p in PORTFOLIOS}
+        for t in others:
+            order = sorted(PORTFOLIOS, key=lambda p: sign[t] * scores[(t, p)][1])
+            for p in PORTFOLIOS:
+                ranks[p].append(order.index(p))
+        picked = min(PORTFOLIOS, key=lambda p: (np.mean(ranks[p]), list(PORTFOLIOS).index(p)))
+        members, cv, held = scores[(left_out, picked)]
         mine = {r["candidate"]: r for r in rows if r["table"] == left_out}
-        sign = -1 if spec.greater_is_better else 1
-        best = min(mine.values(), key=lambda r: sign * r["cv"])
-        row = {"table": left_out, "metric": spec.metric, "chosen": members, "blend_cv": blend.cv,
-               "blend_held_out": _held_out(td, laid, spec, blend.folder, out, f"{left_out}-loo-blend"),
-               "default_cv": mine["lightgbm"]["cv"], "default_held_out": mine["lightgbm"]["held_out"],
-               "best_single": best["candidate"], "best_cv": best["cv"], "best_held_out": best["held_out"]}
+        best = min(mine.values(), key=lambda r: sign[left_out] * r["cv"])
+        row = {"table": left_out, "metric": mine["lightgbm"]["metric"], "portfolio": picked, "members": members,
+               "cv": cv, "held_out": held, "default_cv": mine["lightgbm"]["cv"],
+               "default_held_out": mine["lightgbm"]["held_out"], "best_single": best["candidate"],
+               "best_single_cv": best["cv"], "best_single_held_out": best["held_out"],
+               "every_portfolio": {p: scores[(left_out, p)][1:] for p in PORTFOLIOS}}
         results.append(row)
         print(json.dumps(row), flush=True)
-    (out / "select.json").write_text(json.dumps({"loo": results, "all_tables": choose(rows, tables)}, indent=1))
-    print("chosen on all tables:", choose(rows, tables))
+    final = choose(rows, tables)
+    (out / "select.json").write_text(json.dumps({"loo": results, "chosen_on_all": final}, indent=1))
+    print("variants chosen on all tables:", final)
+    print("\n| table | metric | portfolio (chosen without the table) | blend CV / held-out | lightgbm (shipped) "
+          "CV / held-out | best single candidate CV / held-out |\n|---|---|---|---|---|---|")
+    for r in results:
+        print(f"| {r['table']} | {r['metric']} | {r['portfolio']}: {', '.join(r['members'])} | {r['cv']:.4f} / "
+              f"{r['held_out']:.4f} | {r['default_cv']:.4f} / {r['default_held_out']:.4f} | {r['best_single']} "
+              f"{r['best_single_cv']:.4f} / {r['best_single_held_out']:.4f} |")
 
 
 def main(argv: list[str]) -> int:

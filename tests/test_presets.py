@@ -104,6 +104,27 @@ def test_a_preset_trains_its_members_blends_them_and_submit_takes_the_blend(home
     assert len(submission) == penguins.test_rows
 
 
+@pytest.mark.parametrize("table, changes", [
+    ("concrete", {"metric": "rmse"}), ("concrete", {"metric": "mae"}), ("computers", {"metric": "rmsle"}),
+    ("churn", {"metric": "auc"}), ("churn", {"metric": "logloss"}),
+    ("churn", {"metric": "accuracy", "submission": "label"}),
+    ("penguins", {"metric": "accuracy", "submission": "label"}), ("hpc", {"metric": "logloss"}),
+])
+def test_every_task_and_metric_gets_a_blend_and_a_submission(home, tmp_path, monkeypatch, table, changes):
+    from pipelines.tabular import presets as tabular_presets
+
+    plan = Plan((Member("linear", "linear", {"folds": 3}),
+                 Member("lightgbm", "lightgbm", {"folds": 3, "n_estimators": 100})))
+    monkeypatch.setattr(tabular_presets, "portfolio", lambda spec, preset, data: plan)
+    monkeypatch.setenv("PIPELINES_PRESET_WORKERS", "1")
+    laid = layout(table, tmp_path / table, rows=400, spec_changes=changes)
+    blend = pl.train(laid.spec_path, preset="best", time_limit=300, data=laid.folder, quiet=True)
+    assert blend.name == "preset-best" and blend.metric == changes["metric"]
+    assert len(blend.info["blend"]["members"]) == 2
+    submission = pd.read_csv(pl.submit(laid.spec["name"], "preset-best"))
+    assert len(submission) == laid.test_rows
+
+
 def test_the_budget_is_the_whole_commands(home, penguins, cheap_plan, capsys):
     """A command that began long ago has no time left: nothing is trained, and it says so."""
     with pytest.raises(UserError, match="no member finished within --time-limit 20"):

@@ -112,6 +112,9 @@ class LightGBMConfig(TabularConfig):
     # fold's validation rows, which the CV scores)
     early_stopping: int = configs.option(0, min=0)
     stop_fraction: float = configs.option(0.1, min=0.02, max=0.5)
+    # refit (with early_stopping): then fit again on all the fold's training rows, for the rounds the
+    # stop chose scaled by the rows added (1 / (1 - stop_fraction))
+    refit: bool = configs.option(False)
 
 
 @dataclass
@@ -127,6 +130,7 @@ class CatBoostConfig(TabularConfig):
     threads: int = configs.option(1, min=1)
     early_stopping: int = configs.option(0, min=0)                   # as LightGBM's
     stop_fraction: float = configs.option(0.1, min=0.02, max=0.5)
+    refit: bool = configs.option(False)
 
 
 @dataclass
@@ -285,7 +289,11 @@ class LightGBM(Family):
         booster = lgb.train(params, data, num_boost_round=cfg.n_estimators,
                             valid_sets=[lgb.Dataset(x[stop_rows], y[stop_rows], reference=data)],
                             callbacks=[*callbacks, lgb.early_stopping(cfg.early_stopping, verbose=False)])
-        return booster, {"best_epoch": int(booster.best_iteration or cfg.n_estimators)}
+        rounds = int(booster.best_iteration or cfg.n_estimators)
+        if cfg.refit:
+            rounds = refit_rounds(rounds, cfg.stop_fraction)
+            booster = lgb.train(params, lgb.Dataset(x, y), num_boost_round=rounds, callbacks=callbacks)
+        return booster, {"best_epoch": rounds}
 
     def predict(self, fitted, x, device):
         return np.asarray(fitted.predict(np.asarray(x, dtype=np.float64)), dtype=np.float64)
@@ -323,6 +331,12 @@ def stopping_split(y: np.ndarray, problem: Problem, fraction: float, seed: int) 
     if not len(stop):
         stop = np.sort(rng.permutation(len(y))[:1])
     return np.setdiff1d(np.arange(len(y)), stop), stop
+
+
+def refit_rounds(rounds: int, stop_fraction: float) -> int:
+    """The rounds of a refit on all the training rows: those early stopping chose on 1 - stop_fraction
+    of them, scaled by the rows added."""
+    return max(1, int(round(rounds / (1.0 - stop_fraction))))
 
 
 def _lightgbm_budget(env) -> None:
@@ -372,8 +386,8 @@ class CatBoost(Family):
     def fit(self, cfg, problem, x, y, x_valid, y_valid, seed, device, resume, desc, valid_figures):
         model = estimators.catboost_model(problem.task, cfg.n_estimators, cfg.lr, cfg.depth, cfg.l2, cfg.subsample,
                                           cfg.colsample, seed, cfg.threads)
-        x = np.asarray(x, dtype=np.float64)
-        y = np.asarray(y, dtype=np.float64 if problem.task == "regression" else np.int64)
+        x = x_all = np.asarray(x, dtype=np.float64)
+        y = y_all = np.asarray(y, dtype=np.float64 if problem.task == "regression" else np.int64)
         seen = [] if problem.task == "regression" else sorted({int(v) for v in y})
         if problem.task == "regression" or len(seen) > 1:
             stopping = _CatBoostBudget()
@@ -387,9 +401,17 @@ class CatBoost(Family):
                 x, y = x[fit_rows], y[fit_rows]
             model.fit(x, y, **options)
             stopping.raise_if_stopped()
+            if cfg.early_stopping and cfg.refit:
+                rounds = refit_rounds(int(model.get_best_iteration() or 0) + 1, cfg.stop_fraction)
+                model = estimators.catboost_model(problem.task, rounds, cfg.lr, cfg.depth, cfg.l2, cfg.subsample,
+                                                  cfg.colsample, seed, cfg.threads)
+                model.fit(x_all, y_all, callbacks=[stopping])
+                stopping.raise_if_stopped()
             if problem.task != "regression":
                 seen = [int(c) for c in model.classes_]
-        info = {"best_epoch": int(model.get_best_iteration() or 0) + 1} if cfg.early_stopping and model.is_fitted() else {}
+        info = {}
+        if cfg.early_stopping and model.is_fitted():
+            info["best_epoch"] = int(model.tree_count_) if cfg.refit else int(model.get_best_iteration() or 0) + 1
         return CatBoostModel(model, seen, problem), info
 
     def predict(self, fitted, x, device):
