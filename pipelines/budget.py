@@ -20,6 +20,7 @@ import time
 from typing import Iterator
 
 _deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("pipelines_deadline", default=None)
+_folds_after: contextvars.ContextVar[int] = contextvars.ContextVar("pipelines_folds_after", default=0)
 
 
 class OutOfTime(Exception):
@@ -63,6 +64,34 @@ def before_fold(fold: int, seconds_per_fold: list[float]) -> None:
     if seconds_per_fold and sum(seconds_per_fold) / len(seconds_per_fold) > remaining:
         raise OutOfTime(f"fold {fold}: the folds so far took {sum(seconds_per_fold) / len(seconds_per_fold):.0f} s "
                         f"each, {remaining:.0f} s left")
+
+
+@contextlib.contextmanager
+def fold(folds_after: int) -> Iterator[None]:
+    """Within the block one fold trains, and `folds_after` more follow it in this call (kfold.run):
+    what before_epoch projects from."""
+    token = _folds_after.set(max(0, int(folds_after)))
+    try:
+        yield
+    finally:
+        _folds_after.reset(token)
+
+
+def before_epoch(epoch: int, epochs: int, seconds: list[float], what: str = "training") -> None:
+    """Before a network's epoch `epoch` (0-based) of `epochs`: check(), then refuse to go on when the
+    epochs so far (their `seconds`, the last three averaged) say that this fold's remaining epochs
+    and the folds after it (each `epochs` long) will not fit in what is left: a network that cannot
+    finish stops after an epoch, not at the deadline."""
+    remaining = left()
+    if remaining is None:
+        return
+    check(what)
+    recent = [s for s in seconds[-3:] if s > 0]
+    if not recent:
+        return
+    need = sum(recent) / len(recent) * ((epochs - epoch) + epochs * _folds_after.get())
+    if need > remaining:
+        raise OutOfTime(f"{what}: about {need:.0f} s of epochs to go, {remaining:.0f} s left")
 
 
 def process_started() -> float:

@@ -100,15 +100,16 @@ def run(folds: np.ndarray,
                        disable=len(chosen) < 2 or not distributed.is_main())
     if store is None:
         outputs, took = {}, []
-        for fold in bar:
+        for position, fold in enumerate(bar):
             budget.before_fold(fold, took)
             fold_started = time.perf_counter()
-            outputs[fold] = fit_fold(fold, *fold_indices(folds, fold))
+            with budget.fold(len(chosen) - position - 1):
+                outputs[fold] = fit_fold(fold, *fold_indices(folds, fold))
             took.append(time.perf_counter() - fold_started)
             _report_fold(fold, n_folds, fold_indices(folds, fold)[1], outputs[fold], score, main_metric, took[-1])
         return _assemble(folds, outputs, score, main_metric, started, trained=chosen)
     trained, took = [], []
-    for fold in bar:
+    for position, fold in enumerate(bar):
         train_index, valid_index = fold_indices(folds, fold)
         budget.before_fold(fold, took)  # a time budget (budget.py): a fold that would not fit is not started
         claim = distributed.from_main(lambda: _claim(store, fold, valid_index))
@@ -116,7 +117,8 @@ def run(folds: np.ndarray,
             continue
         try:
             fold_started = time.perf_counter()
-            output = fit_fold(fold, train_index, valid_index)
+            with budget.fold(len(chosen) - position - 1):
+                output = fit_fold(fold, train_index, valid_index)
             took.append(time.perf_counter() - fold_started)
             if distributed.is_main():
                 seconds = took[-1]

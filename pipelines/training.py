@@ -237,7 +237,7 @@ def fit(model: nn.Module,
                        initial=start_epoch, total=settings.epochs, unit="epoch", disable=not distributed.is_main())
     for epoch in bar:
         if world == 1:  # a time budget (budget.py) holds for one process; ranks never stop apart
-            budget.check(desc or "training")
+            budget.before_epoch(epoch, settings.epochs, [h["seconds"] for h in history], desc or "training")
         model.train()
         started, loss_sum, seen = time.perf_counter(), 0.0, 0
         for batch, (inputs, targets) in enumerate(train_batches(epoch), 1):

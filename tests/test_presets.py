@@ -56,6 +56,16 @@ def test_the_budget_stops_work_after_its_deadline_and_only_inside_its_block():
     assert budget.left() is None
 
 
+def test_a_network_stops_once_its_epochs_say_the_rest_will_not_fit():
+    budget.before_epoch(3, 10, [5.0] * 3)                 # no deadline: nothing happens
+    with budget.until(time.monotonic() + 10):
+        budget.before_epoch(0, 10, [])                    # nothing to go by yet
+        budget.before_epoch(6, 10, [1.0] * 6)             # 4 epochs of 1 s, 10 s left
+        with budget.fold(folds_after=2):
+            with pytest.raises(budget.OutOfTime, match="about 24 s of epochs to go"):
+                budget.before_epoch(6, 10, [1.0] * 6)     # and two folds of 10 epochs after this one
+
+
 def test_process_started_is_not_in_the_future():
     assert budget.process_started() <= time.monotonic()
 
