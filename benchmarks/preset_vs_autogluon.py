@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -57,6 +58,7 @@ def ours(out: Path, seconds: float, tables: list[str]) -> None:
             continue
         laid = td.layout(name, out / "data" / name)
         home = out / f"home-ours-{seconds:g}" / name
+        shutil.rmtree(home, ignore_errors=True)  # a table cut short before is trained anew, not resumed
         env = {**os.environ, "PIPELINES_HOME": str(home)}
         started = time.perf_counter()
         trained = subprocess.run([sys.executable, "-m", "pipelines", "train", str(laid.spec_path), "--data",
@@ -103,6 +105,7 @@ def autogluon(out: Path, seconds: float, tables: list[str]) -> None:
         if spec.metric == "rmsle":
             x[spec.target] = np.log1p(x[spec.target])
         started = time.perf_counter()
+        shutil.rmtree(out / f"ag-{seconds:g}" / name, ignore_errors=True)
         predictor = TabularPredictor(label=spec.target, eval_metric=AG_METRIC[spec.metric], problem_type=spec.task,
                                      path=str(out / f"ag-{seconds:g}" / name), verbosity=0)
         predictor.fit(x, time_limit=seconds, presets="best_quality")
@@ -136,7 +139,7 @@ def table(out: Path, seconds: float) -> None:
 
     mine, theirs = _load(out / f"ours-{seconds:g}.json"), _load(out / f"autogluon-{seconds:g}.json")
     wins = ties = losses = 0
-    print(f"| table | metric | ours (held-out) | AutoGluon (held-out) | ours wall | AutoGluon fit | result |")
+    print("| table | metric | ours (held-out) | AutoGluon (held-out) | ours wall | AutoGluon fit | result |")
     print("|---|---|---|---|---|---|---|")
     for name in [n for n in mine if n in theirs]:
         a, b = mine[name], theirs[name]
