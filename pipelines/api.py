@@ -261,10 +261,10 @@ def preset_member(competition: str, member, data: str | None, run_name: str, dev
             with budget.until(deadline):
                 trained = train(competition, member.config, data=data, name=run_name, overrides=member.overrides,
                                 device=device, restart=restart, quiet=quiet)
-        except budget.OutOfTime:
+        except budget.OutOfTime as exc:
             return {**outcome, "output": buffer.getvalue(), "status": "stopped",
-                    "line": f"stopped after {time.monotonic() - started:.0f} s, out of time (its finished folds are "
-                            f"kept: run {run_name} resumes when the preset runs again with a longer --time-limit)"}
+                    "line": f"stopped after {time.monotonic() - started:.0f} s, out of time ({exc}; its finished folds "
+                            f"are kept: run {run_name} resumes when the preset runs again with a longer --time-limit)"}
         except UserError as exc:
             return {**outcome, "output": buffer.getvalue(), "status": "failed", "line": f"failed: {exc}"}
     if trained is None:
