@@ -79,14 +79,15 @@ def fold(folds_after: int) -> Iterator[None]:
 
 def before_epoch(epoch: int, epochs: int, seconds: list[float], what: str = "training") -> None:
     """Before a network's epoch `epoch` (0-based) of `epochs`: check(), then refuse to go on when the
-    epochs so far (their `seconds`, the last three averaged) say that this fold's remaining epochs
-    and the folds after it (each `epochs` long) will not fit in what is left: a network that cannot
-    finish stops after an epoch, not at the deadline."""
+    epochs so far (their `seconds`, the last three averaged, never the fit's first: it carries
+    one-time costs, a cold start under load took seconds) say that this fold's remaining epochs and
+    the folds after it (each `epochs` long) will not fit in what is left: a network that cannot
+    finish stops after a few epochs, not at the deadline."""
     remaining = left()
     if remaining is None:
         return
     check(what)
-    recent = [s for s in seconds[-3:] if s > 0]
+    recent = [s for s in seconds[1:][-3:] if s > 0]
     if not recent:
         return
     need = sum(recent) / len(recent) * ((epochs - epoch) + epochs * _folds_after.get())

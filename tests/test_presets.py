@@ -60,6 +60,8 @@ def test_a_network_stops_once_its_epochs_say_the_rest_will_not_fit():
     budget.before_epoch(3, 10, [5.0] * 3)                 # no deadline: nothing happens
     with budget.until(time.monotonic() + 10):
         budget.before_epoch(0, 10, [])                    # nothing to go by yet
+        with budget.fold(folds_after=4):
+            budget.before_epoch(1, 10, [30.0])            # a slow first epoch alone (a cold start) is no guide
         budget.before_epoch(6, 10, [1.0] * 6)             # 4 epochs of 1 s, 10 s left
         with budget.fold(folds_after=2):
             with pytest.raises(budget.OutOfTime, match="about 24 s of epochs to go"):
