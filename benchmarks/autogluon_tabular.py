@@ -52,8 +52,40 @@ def ours(out: Path) -> None:
     (out / "ours.json").write_text(json.dumps(results, indent=1))
 
 
-def autogluon(out: Path, factor: float) -> None:
+def training_frame(train, spec):
+    """train.csv as AutoGluon fits it: without the id column; an rmsle target as log1p, so that its
+    rmse is the same objective."""
     import numpy as np
+
+    x = train.drop(columns=[spec.id])
+    if spec.metric == "rmsle":
+        x[spec.target] = np.log1p(x[spec.target])
+    return x
+
+
+def submission(predictor, spec, test):
+    """AutoGluon's predictions for test.csv in the spec's submission layout (the values back from
+    log1p for rmsle; P(positive), labels or one column per class)."""
+    import numpy as np
+    import pandas as pd
+
+    features = test.drop(columns=[spec.id])
+    if spec.task == "regression":
+        values = predictor.predict(features).to_numpy()
+        return pd.DataFrame({spec.id: test[spec.id], spec.target: np.expm1(values) if spec.metric == "rmsle" else values})
+    if spec.submission == "label":
+        return pd.DataFrame({spec.id: test[spec.id], spec.target: predictor.predict(features).astype(str).to_numpy()})
+    proba = predictor.predict_proba(features).reset_index(drop=True)
+    if spec.task == "binary":
+        positive = spec.positive or sorted(map(str, proba.columns))[-1]
+        column = next(c for c in proba.columns if str(c) == str(positive))
+        return pd.DataFrame({spec.id: test[spec.id], spec.target: proba[column].to_numpy()})
+    frame = pd.concat([test[[spec.id]].reset_index(drop=True), proba], axis=1)
+    frame.columns = [spec.id] + [str(c) for c in proba.columns]
+    return frame
+
+
+def autogluon(out: Path, factor: float) -> None:
     import pandas as pd
     from autogluon.tabular import TabularPredictor
 
@@ -66,29 +98,13 @@ def autogluon(out: Path, factor: float) -> None:
         folder = out / "data" / name
         spec = tspec.load(folder.parent / f"{name}.yaml")
         train, test = pd.read_csv(folder / "train.csv"), pd.read_csv(folder / "test.csv")
-        x = train.drop(columns=[spec.id])
-        if spec.metric == "rmsle":  # AutoGluon fits rmse on log1p(target), the same objective
-            x[spec.target] = np.log1p(x[spec.target])
+        x = training_frame(train, spec)
         budget = max(5.0, our["wall_s"] * factor)
         started = time.perf_counter()
         predictor = TabularPredictor(label=spec.target, eval_metric=AG_METRIC[spec.metric], problem_type=spec.task,
                                      path=str(out / f"ag-{name}-{factor:g}"), verbosity=0)
         predictor.fit(x, time_limit=budget, presets="medium_quality")
-        features = test.drop(columns=[spec.id])
-        if spec.task == "regression":
-            values = predictor.predict(features).to_numpy()
-            submission = pd.DataFrame({spec.id: test[spec.id],
-                                       spec.target: np.expm1(values) if spec.metric == "rmsle" else values})
-        else:
-            proba = predictor.predict_proba(features).reset_index(drop=True)
-            if spec.task == "binary":
-                positive = spec.positive or sorted(map(str, proba.columns))[-1]
-                column = next(c for c in proba.columns if str(c) == str(positive))
-                submission = pd.DataFrame({spec.id: test[spec.id], spec.target: proba[column].to_numpy()})
-            else:
-                submission = pd.concat([test[[spec.id]].reset_index(drop=True), proba], axis=1)
-                submission.columns = [spec.id] + [str(c) for c in proba.columns]
-        score = td.held_out_score(spec, submission, folder.parent / f"{name}.answers.csv")
+        score = td.held_out_score(spec, submission(predictor, spec, test), folder.parent / f"{name}.answers.csv")
         results[name] = {"budget_s": round(budget, 1), "wall_s": round(time.perf_counter() - started, 1),
                          "held_out": score, "ours": our["held_out"], "metric": spec.metric}
         print(name, results[name], flush=True)

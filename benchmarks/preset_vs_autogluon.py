@@ -29,8 +29,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT)]
 
-AG_METRIC = {"rmse": "root_mean_squared_error", "rmsle": "root_mean_squared_error", "mae": "mean_absolute_error",
-             "auc": "roc_auc", "logloss": "log_loss", "accuracy": "accuracy"}
 # "a hair": a loss within this of AutoGluon's counts as a tie, not a loss (docs/results.md); for rmse
 # and mae, whose scale is the target's, a share of AutoGluon's score
 HAIR = {"rmsle": 0.005, "auc": 0.002, "logloss": 0.005, "accuracy": 0.002}
@@ -85,11 +83,11 @@ def ours(out: Path, seconds: float, tables: list[str]) -> None:
 
 
 def autogluon(out: Path, seconds: float, tables: list[str]) -> None:
-    import numpy as np
     import pandas as pd
     from autogluon.tabular import TabularPredictor
 
     import tabular_data as td
+    from benchmarks import autogluon_tabular as ag
     from pipelines.tabular import spec as specs
 
     path = out / f"autogluon-{seconds:g}.json"
@@ -99,36 +97,16 @@ def autogluon(out: Path, seconds: float, tables: list[str]) -> None:
             continue
         laid = td.layout(name, out / "data" / name)
         spec = specs.load(laid.spec_path)
-        train = pd.read_csv(laid.folder / "train.csv")
+        x = ag.training_frame(pd.read_csv(laid.folder / "train.csv"), spec)
         test = pd.read_csv(laid.folder / "test.csv", dtype={spec.id: str})
-        x = train.drop(columns=[spec.id])
-        if spec.metric == "rmsle":
-            x[spec.target] = np.log1p(x[spec.target])
-        started = time.perf_counter()
         shutil.rmtree(out / f"ag-{seconds:g}" / name, ignore_errors=True)
-        predictor = TabularPredictor(label=spec.target, eval_metric=AG_METRIC[spec.metric], problem_type=spec.task,
+        started = time.perf_counter()
+        predictor = TabularPredictor(label=spec.target, eval_metric=ag.AG_METRIC[spec.metric], problem_type=spec.task,
                                      path=str(out / f"ag-{seconds:g}" / name), verbosity=0)
         predictor.fit(x, time_limit=seconds, presets="best_quality")
         wall = time.perf_counter() - started
-        features = test.drop(columns=[spec.id])
-        if spec.task == "regression":
-            values = predictor.predict(features).to_numpy()
-            submission = pd.DataFrame({spec.id: test[spec.id],
-                                       spec.target: np.expm1(values) if spec.metric == "rmsle" else values})
-        elif spec.submission == "label":
-            submission = pd.DataFrame({spec.id: test[spec.id],
-                                       spec.target: predictor.predict(features).astype(str).to_numpy()})
-        else:
-            proba = predictor.predict_proba(features).reset_index(drop=True)
-            if spec.task == "binary":
-                positive = spec.positive or sorted(map(str, proba.columns))[-1]
-                column = next(c for c in proba.columns if str(c) == str(positive))
-                submission = pd.DataFrame({spec.id: test[spec.id], spec.target: proba[column].to_numpy()})
-            else:
-                submission = pd.concat([test[[spec.id]].reset_index(drop=True), proba], axis=1)
-                submission.columns = [spec.id] + [str(c) for c in proba.columns]
         results[name] = {"metric": spec.metric, "wall_s": round(wall, 1),
-                         "held_out": td.held_out_score(spec, submission, laid.answers_path),
+                         "held_out": td.held_out_score(spec, ag.submission(predictor, spec, test), laid.answers_path),
                          "models": len(predictor.model_names())}
         print(name, json.dumps(results[name]), flush=True)
         _save(path, results)

@@ -61,9 +61,9 @@ def before_fold(fold: int, seconds_per_fold: list[float]) -> None:
     if remaining is None:
         return
     check(f"fold {fold}")
-    if seconds_per_fold and sum(seconds_per_fold) / len(seconds_per_fold) > remaining:
-        raise OutOfTime(f"fold {fold}: the folds so far took {sum(seconds_per_fold) / len(seconds_per_fold):.0f} s "
-                        f"each, {remaining:.0f} s left")
+    each = sum(seconds_per_fold) / len(seconds_per_fold) if seconds_per_fold else 0.0
+    if each > remaining:
+        raise OutOfTime(f"fold {fold}: the folds so far took {each:.0f} s each, {remaining:.0f} s left")
 
 
 @contextlib.contextmanager

@@ -358,7 +358,6 @@ class _CatBoostBudget:
 
     def raise_if_stopped(self) -> None:
         if self.stopped:
-            budget.check("catboost")
             raise budget.OutOfTime("catboost: out of time")
 
 
@@ -384,8 +383,11 @@ class CatBoost(Family):
     FILE = "model.cbm"
 
     def fit(self, cfg, problem, x, y, x_valid, y_valid, seed, device, resume, desc, valid_figures):
-        model = estimators.catboost_model(problem.task, cfg.n_estimators, cfg.lr, cfg.depth, cfg.l2, cfg.subsample,
-                                          cfg.colsample, seed, cfg.threads)
+        def build(iterations: int):
+            return estimators.catboost_model(problem.task, iterations, cfg.lr, cfg.depth, cfg.l2, cfg.subsample,
+                                             cfg.colsample, seed, cfg.threads)
+
+        model = build(cfg.n_estimators)
         x = x_all = np.asarray(x, dtype=np.float64)
         y = y_all = np.asarray(y, dtype=np.float64 if problem.task == "regression" else np.int64)
         seen = [] if problem.task == "regression" else sorted({int(v) for v in y})
@@ -403,8 +405,7 @@ class CatBoost(Family):
             stopping.raise_if_stopped()
             if cfg.early_stopping and cfg.refit:
                 rounds = refit_rounds(int(model.get_best_iteration() or 0) + 1, cfg.stop_fraction)
-                model = estimators.catboost_model(problem.task, rounds, cfg.lr, cfg.depth, cfg.l2, cfg.subsample,
-                                                  cfg.colsample, seed, cfg.threads)
+                model = build(rounds)
                 model.fit(x_all, y_all, callbacks=[stopping])
                 stopping.raise_if_stopped()
             if problem.task != "regression":
