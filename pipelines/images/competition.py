@@ -10,9 +10,10 @@ multiclass runs as log class probabilities (a softmax maps them back), as tabula
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
-from ..competition import Competition, DataLayout, Metric
+from ..competition import Competition, DataLayout, Lazy, Metric
 from ..tabular import competition as tabular, metrics
 from .spec import ImageSpec, load as load_spec
 
@@ -92,20 +93,8 @@ def from_spec(spec: ImageSpec) -> Competition:
         default_config=None,   # ImageSpecVerbs picks --config, else the spec's `config:`, else task.DEFAULT_CONFIG
         test_input="image folder",
         report_sections=tabular.report_sections(spec),
-        portfolio=_Portfolio(spec),
+        portfolio=functools.partial(Lazy("pipelines.images.presets:portfolio"), spec),
     )
-
-
-class _Portfolio:
-    """What `train --preset` trains for an image spec (presets.py), built on first call."""
-
-    def __init__(self, spec: ImageSpec):
-        self.spec = spec
-
-    def __call__(self, preset: str, data):
-        from .presets import portfolio
-
-        return portfolio(self.spec, preset, data)
 
 
 def from_file(path: str | Path) -> Competition:

@@ -17,11 +17,12 @@ of each class probability, turned back into rows of probabilities by a softmax.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
 
-from ..competition import BlendSpace, Competition, DataLayout, Metric, Submission
+from ..competition import BlendSpace, Competition, DataLayout, Lazy, Metric, Submission
 from ..errors import UserError
 from . import metrics
 from .spec import Spec, load as load_spec
@@ -58,18 +59,6 @@ class _WritePredicted:
         sample = SpecVerbs(self.spec).template(run, str(test))
         return task.write_submission(self.spec, frame, Path(out), sample, classes=run.get("classes"),
                                      template_rows=False)
-
-
-class _Portfolio:
-    """What `train --preset` trains for a spec (presets.py), built on first call."""
-
-    def __init__(self, spec: Spec):
-        self.spec = spec
-
-    def __call__(self, preset: str, data):
-        from .presets import portfolio
-
-        return portfolio(self.spec, preset, data)
 
 
 class SpecSpace(BlendSpace):
@@ -309,7 +298,7 @@ def from_spec(spec: Spec) -> Competition:
         default_config=None,   # SpecVerbs picks --config, else the spec's `config:`, else lightgbm (configs/tabular/)
         test_input="test CSV",
         report_sections=report_sections(spec),
-        portfolio=_Portfolio(spec),
+        portfolio=functools.partial(Lazy("pipelines.tabular.presets:portfolio"), spec),
     )
 
 

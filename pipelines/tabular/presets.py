@@ -3,8 +3,8 @@
 Each member is a config of configs/tabular/ with the settings chosen for the preset; the members
 run cheapest first, so that a short budget still ends with the strong, fast ones, and the slow
 networks use what is left. The trees' rounds follow the data (early stopping); what does not fit
-the budget on a large table is left out by the budget itself. How each setting was chosen, on which tables, and what it scored
-leave-one-table-out: docs/decisions.md ("The best preset").
+the budget on a large table is left out by the budget itself. How each setting was chosen, on
+which tables, and what it scored leave-one-table-out: docs/decisions.md ("The best preset").
 """
 
 from __future__ import annotations
