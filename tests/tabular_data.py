@@ -114,10 +114,46 @@ TABLES = {
         "name": "olive", "kind": "tabular", "id": "Id", "target": "area", "task": "multiclass",
         "metric": "logloss", "submission": "probabilities"}, "Italian olive oils' area (9) from fatty acids",
         drop=("region",)),
+    # the second final collection (listed 2026-12-07, before any of it was measured)
+    "wage": Table("ISLR", "Wage", {
+        "name": "wage", "kind": "tabular", "id": "Id", "target": "wage", "task": "regression",
+        "metric": "rmsle", "submission": "value"}, "wages of men in the US Mid-Atlantic, 2003-2009",
+        drop=("logwage",)),
+    "deliveries": Table("modeldata", "deliveries", {
+        "name": "deliveries", "kind": "tabular", "id": "Id", "target": "time_to_delivery", "task": "regression",
+        "metric": "rmse", "submission": "value"}, "food delivery times (10,012 rows) from the hour, day, distance "
+        "and items ordered"),
+    "budgetfood": Table("Ecdat", "BudgetFood", {
+        "name": "budgetfood", "kind": "tabular", "id": "Id", "target": "wfood", "task": "regression",
+        "metric": "mae", "submission": "value"}, "Spanish households' food share of spending (23,972 rows)"),
+    "caravan": Table("ISLR", "Caravan", {
+        "name": "caravan", "kind": "tabular", "id": "Id", "target": "Purchase", "task": "binary", "metric": "auc",
+        "submission": "probability", "positive": "Yes"}, "caravan insurance bought: 6%, from 85 columns"),
+    "wachurn": Table("modeldata", "wa_churn", {
+        "name": "wachurn", "kind": "tabular", "id": "Id", "target": "churn", "task": "binary", "metric": "logloss",
+        "submission": "probability", "positive": "Yes"}, "telecom customers who left: 27%"),
+    "cells": Table("modeldata", "cells", {
+        "name": "cells", "kind": "tabular", "id": "Id", "target": "class", "task": "binary", "metric": "accuracy",
+        "submission": "label", "positive": "WS"}, "cell images well or poorly segmented, from 56 measurements",
+        drop=("case",)),
+    "leaf": Table("modeldata", "leaf_id_flavia", {
+        "name": "leaf", "kind": "tabular", "id": "Id", "target": "species", "task": "multiclass",
+        "metric": "logloss", "submission": "probabilities"}, "leaf species (32) from shape measurements"),
+    "wvs": Table("carData", "WVS", {
+        "name": "wvs", "kind": "tabular", "id": "Id", "target": "poverty", "task": "multiclass",
+        "metric": "logloss", "submission": "probabilities"}, "World Values Survey: is the government doing enough "
+        "about poverty (3)"),
+    "soup": Table("ordinal", "soup", {
+        "name": "soup", "kind": "tabular", "id": "Id", "target": "SURENESS", "task": "multiclass",
+        "metric": "accuracy", "submission": "label"}, "soup tasters' sureness (6) that a soup was the reference",
+        drop=("RESP",)),
 }
 ORIGINAL = ("computers", "concrete", "churn", "credit", "penguins", "hpc")
 SELECTION = ORIGINAL + ("sacramento", "biomass", "attrition", "wells", "beps", "fishing")
-FINAL = ("saratoga", "cps1988", "college", "stackoverflow", "titanic", "hmda", "chile", "yogurt", "olive")
+FIRST_FINAL = ("saratoga", "cps1988", "college", "stackoverflow", "titanic", "hmda", "chile", "yogurt", "olive")
+# the first final collection, once touched, chooses settings with the selection tables
+DEVELOPMENT = SELECTION + FIRST_FINAL
+FINAL = ("wage", "deliveries", "budgetfood", "caravan", "wachurn", "cells", "leaf", "wvs", "soup")
 
 
 @dataclass
