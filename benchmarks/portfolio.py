@@ -11,6 +11,22 @@ then each setting chosen leave-one-table-out (docs/decisions.md, "The best prese
       of CV on the other tables; its blend's CV and held-out score on the left-out table, beside the
       shipped lightgbm default's and the best single candidate's (chosen there by CV)
 
+Under a time limit (what the preset meets; the members that finish depend on it):
+
+  .venv/bin/python benchmarks/portfolio.py budget OUT --time 60 [--tables ...]
+      runs `train SPEC --preset best --time-limit T` on each table (selection and the first final
+      collection, DEVELOPMENT) and appends to OUT/budget-T.jsonl each finished member's CV and
+      held-out score, and, for each of BUDGET_PORTFOLIOS, the nested-weights blend of its members
+      that finished (CV, held-out) and its best run by CV (held-out)
+  .venv/bin/python benchmarks/portfolio.py budget-select OUT --time 60
+      leave one table out: the portfolio and the rule (submit the blend, or the best run by CV)
+      with the best mean rank of held-out score on the other tables, scored on the left-out one
+
+  .venv/bin/python benchmarks/portfolio.py fillers OUT --time 60 --portfolio five+et+rf
+      members that would use a longer budget (FILLERS: the trees with more seeds per fold), each
+      trained without a limit beside the preset's runs of `budget`, on the same folds; appends to
+      OUT/fillers-T.jsonl the blends of the portfolio's finished members with and without them
+
 Every candidate is counted in docs/decisions.md, whatever it scored.
 """
 
@@ -42,6 +58,9 @@ CANDIDATES = {
                                            "colsample": 0.5, "early_stopping": 200, "refit": True}),
     "cat-refit": ("catboost", "catboost", {"n_estimators": 2000, "lr": 0.08, "early_stopping": 100, "refit": True}),
     "mlp": ("mlp", "mlp", {}),
+    # added 2026-12-07, after the first portfolio lost to AutoGluon on three final tables at 60 s
+    "extratrees": ("forest", "forest", {}),
+    "randomforest": ("forest", "forest", {"kind": "random"}),
     "tabm-pwl": ("tabm", "tabm-pwl", {}),
 }
 
@@ -184,6 +203,150 @@ def select(out: Path) -> None:
               f"{r['best_single_cv']:.4f} / {r['best_single_held_out']:.4f} |")
 
 
+# Sub-portfolios of the best preset's members (pipelines/tabular/presets.py), blended from one run of
+# the whole preset per table; the members each trained with the others beside it
+BUDGET_PORTFOLIOS = {
+    "five": ("linear", "lightgbm", "catboost", "mlp", "tabm-pwl"),
+    "five+et": ("linear", "lightgbm", "catboost", "extratrees", "mlp", "tabm-pwl"),
+    "five+rf": ("linear", "lightgbm", "catboost", "mlp", "tabm-pwl", "randomforest"),
+    "five+et+rf": ("linear", "lightgbm", "catboost", "extratrees", "mlp", "tabm-pwl", "randomforest"),
+}
+RULES = ("blend", "best-cv")
+
+
+def budget(out: Path, seconds: float, tables: list[str]) -> None:
+    import subprocess
+
+    import pipelines as pl
+    import tabular_data as td
+    from pipelines.tabular import spec as specs
+
+    log = out / f"budget-{seconds:g}.jsonl"
+    done = {r["table"] for r in _rows(log)}
+    for table in tables:
+        if table in done:
+            continue
+        laid = td.layout(table, out / "data" / table)
+        spec = specs.load(laid.spec_path)
+        home = out / f"home-{seconds:g}" / table
+        os.environ["PIPELINES_HOME"] = str(home)
+        started = time.perf_counter()
+        trained = subprocess.run([sys.executable, "-m", "pipelines", "train", str(laid.spec_path), "--data",
+                                  str(laid.folder), "--preset", "best", "--time-limit", f"{seconds:g}", "--quiet"],
+                                 cwd=ROOT, capture_output=True, text=True)
+        wall = time.perf_counter() - started
+        home.mkdir(parents=True, exist_ok=True)
+        (home / "train.log").write_text(trained.stdout + trained.stderr)
+        if trained.returncode != 0:
+            raise SystemExit(f"{table}: train failed: {trained.stderr[-2000:]}")
+        members = {}
+        for member in BUDGET_PORTFOLIOS["five+et+rf"]:
+            run_dir = home / "runs" / spec.name / f"preset-best-{member}"
+            if (run_dir / "test_predictions.csv").exists() and json.loads((run_dir / "run.json").read_text()).get("cv"):
+                members[member] = {"cv": pl.run(str(laid.spec_path), f"preset-best-{member}").cv,
+                                   "held_out": _held_out(td, laid, spec, run_dir, out, f"{table}-{member}")}
+        sign = -1 if spec.greater_is_better else 1
+        portfolios = {}
+        cache: dict = {}
+        for name, wanted in BUDGET_PORTFOLIOS.items():
+            finished = [m for m in wanted if m in members]
+            import contextlib
+            import io
+            with contextlib.redirect_stdout(io.StringIO()):
+                cv, held = (_blend_scores(out, table, [f"preset-best-{m}" for m in finished], cache)
+                            if len(finished) > 1 else (members[finished[0]]["cv"], members[finished[0]]["held_out"]))
+            best = min(finished, key=lambda m: sign * members[m]["cv"])
+            best_cv, best_held = (cv, held) if sign * cv <= sign * members[best]["cv"] else (
+                members[best]["cv"], members[best]["held_out"])
+            portfolios[name] = {"members": finished, "cv": cv, "held_out": held, "best-cv": best_held,
+                                "best_run": best if best_held != held or best_cv != cv else "blend"}
+        row = {"table": table, "metric": spec.metric, "greater_is_better": spec.greater_is_better,
+               "rows": laid.train_rows, "wall_s": round(wall, 1), "members": members, "portfolios": portfolios,
+               "summary": [line for line in trained.stdout.splitlines() if line.startswith(("--preset", "  "))]}
+        with log.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        print(json.dumps({k: row[k] for k in ("table", "wall_s")}),
+              {n: (round(v["cv"], 4), round(v["held_out"], 4), round(v["best-cv"], 4)) for n, v in portfolios.items()},
+              flush=True)
+
+
+# Members for the time a preset has left once its portfolio is done: the trees again, averaging more
+# seeds per fold (each seed holds aside its own early-stopping rows)
+FILLERS = {
+    "lightgbm-seeds": ("lightgbm", "lightgbm", {"n_estimators": 5000, "lr": 0.02, "num_leaves": 15,
+                                                "min_child_samples": 10, "colsample": 0.5, "early_stopping": 200,
+                                                "refit": True, "seeds_per_fold": 5}),
+    "catboost-seeds": ("catboost", "catboost", {"n_estimators": 2000, "lr": 0.08, "early_stopping": 100,
+                                                "refit": True, "seeds_per_fold": 3}),
+}
+
+
+def fillers(out: Path, seconds: float, portfolio: str, tables: list[str]) -> None:
+    import contextlib
+    import io
+
+    import pipelines as pl
+    import tabular_data as td
+    from pipelines.tabular import spec as specs
+
+    log = out / f"fillers-{seconds:g}.jsonl"
+    done = {r["table"] for r in _rows(log)}
+    budgeted = {r["table"]: r for r in _rows(out / f"budget-{seconds:g}.jsonl")}
+    for table in [t for t in tables if t in budgeted and t not in done]:
+        laid = td.layout(table, out / "data" / table)
+        spec = specs.load(laid.spec_path)
+        os.environ["PIPELINES_HOME"] = str(out / f"home-{seconds:g}" / table)
+        runs = {}
+        for name, (_, config, overrides) in FILLERS.items():
+            started = time.perf_counter()
+            with contextlib.redirect_stdout(io.StringIO()):
+                run = pl.train(str(laid.spec_path), config, data=laid.folder, name=f"filler-{name}",
+                               overrides=overrides, device="cpu", restart=True, quiet=True)
+            runs[name] = {"cv": run.cv, "wall_s": round(time.perf_counter() - started, 1),
+                          "held_out": _held_out(td, laid, spec, run.folder, out, f"{table}-filler-{name}")}
+        base = [f"preset-best-{m}" for m in budgeted[table]["portfolios"][portfolio]["members"]]
+        cache: dict = {}
+        blends = {}
+        with contextlib.redirect_stdout(io.StringIO()):
+            blends["portfolio"] = _blend_scores(out, table, base, cache)
+            blends["portfolio+fillers"] = _blend_scores(out, table, base + [f"filler-{n}" for n in FILLERS], cache)
+        row = {"table": table, "metric": spec.metric, "greater_is_better": spec.greater_is_better,
+               "fillers": runs, "blends": blends}
+        with log.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        print(json.dumps(row), flush=True)
+
+
+def budget_select(out: Path, seconds: float) -> None:
+    import numpy as np
+    from scipy.stats import rankdata
+
+    rows = {r["table"]: r for r in _rows(out / f"budget-{seconds:g}.jsonl")}
+    options = [(p, rule) for p in BUDGET_PORTFOLIOS for rule in RULES]
+
+    def held(table: str, option: tuple) -> float:
+        return rows[table]["portfolios"][option[0]]["held_out" if option[1] == "blend" else "best-cv"]
+
+    def ranks(table: str) -> dict:  # 0 is best; ties share their mean rank
+        sign = -1 if rows[table]["greater_is_better"] else 1
+        return dict(zip(options, rankdata([sign * held(table, o) for o in options]) - 1))
+
+    ranked = {t: ranks(t) for t in rows}
+    print("| table | metric | chosen without it | its held-out there | the first preset's (five, best run by CV) |"
+          "\n|---|---|---|---|---|")
+    picks = []
+    for left_out in rows:
+        others = [t for t in rows if t != left_out]
+        pick = min(options, key=lambda o: (np.mean([ranked[t][o] for t in others]), options.index(o)))
+        picks.append(pick)
+        print(f"| {left_out} | {rows[left_out]['metric']} | {pick[0]}, {pick[1]} | {held(left_out, pick):.4f} | "
+              f"{held(left_out, ('five', 'best-cv')):.4f} |")
+    print("\nchosen per left-out table:", sorted(set(picks)))
+    for option in options:
+        print(f"{option[0]:12s} {option[1]:8s} mean rank of held-out {np.mean([ranked[t][option] for t in rows]):.2f}"
+              f" (0 best, of {len(options)})")
+
+
 def main(argv: list[str]) -> int:
     import argparse
 
@@ -197,10 +360,28 @@ def main(argv: list[str]) -> int:
     m.add_argument("--candidates", nargs="+", default=list(CANDIDATES), choices=list(CANDIDATES))
     s = sub.add_parser("select")
     s.add_argument("out", type=Path)
+    b = sub.add_parser("budget")
+    b.add_argument("out", type=Path)
+    b.add_argument("--time", type=float, required=True)
+    b.add_argument("--tables", nargs="+", default=list(td.DEVELOPMENT), choices=list(td.TABLES))
+    bs = sub.add_parser("budget-select")
+    bs.add_argument("out", type=Path)
+    bs.add_argument("--time", type=float, required=True)
+    f = sub.add_parser("fillers")
+    f.add_argument("out", type=Path)
+    f.add_argument("--time", type=float, required=True)
+    f.add_argument("--portfolio", required=True, choices=list(BUDGET_PORTFOLIOS))
+    f.add_argument("--tables", nargs="+", default=list(td.DEVELOPMENT), choices=list(td.TABLES))
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    if args.verb == "measure":
+    if args.verb == "fillers":
+        fillers(args.out, args.time, args.portfolio, args.tables)
+    elif args.verb == "measure":
         measure(args.out, args.tables, args.candidates)
+    elif args.verb == "budget":
+        budget(args.out, args.time, args.tables)
+    elif args.verb == "budget-select":
+        budget_select(args.out, args.time)
     else:
         select(args.out)
     return 0

@@ -29,7 +29,8 @@ FAST = {"linear": {"folds": 3},
         "lightgbm": {"folds": 3, "n_estimators": 60, "lr": 0.1},
         "mlp": {"folds": 3, "epochs": 8, "batch_size": 32, "lr": 3e-3, "hidden": [32]},
         "catboost": {"folds": 3, "n_estimators": 80, "lr": 0.1, "depth": 4},
-        "tabm": {"folds": 3, "epochs": 8, "batch_size": 32, "hidden": [32, 32], "tabm_k": 4}}
+        "tabm": {"folds": 3, "epochs": 8, "batch_size": 32, "hidden": [32, 32], "tabm_k": 4},
+        "forest": {"folds": 3, "n_estimators": 40}}
 
 
 @pytest.fixture(scope="session")
@@ -128,6 +129,9 @@ def test_train_predict_submit_round_trip(home, tables, table, model, submission,
     ("penguins", "linear", {"penalty": "elasticnet", "alpha": 0.1, "l1_ratio": 0.5}),
     ("computers", "lightgbm", {"objective": "huber", "linear_tree": True, "linear_lambda": 1.0, "target": "raw"}),
     ("computers", "mlp", {"loss": "huber", "seeds_per_fold": 2}),
+    ("penguins", "forest", {}),
+    ("churn", "forest", {"kind": "random", "seeds_per_fold": 2}),
+    ("computers", "forest", {"max_features": "half", "min_samples_leaf": 3}),
 ])
 def test_every_family_trains_and_predicts_from_its_checkpoints(home, tables, table, model, changes):
     """Each family, and the options any family takes (seeds per fold, the target's transform), on a
@@ -477,7 +481,7 @@ def test_configs_are_validated_per_family(tmp_path):
     assert "keep='first' is not one of best, last" in one_line(exc)
     with pytest.raises(UserError) as exc:
         models.load_config("lightgbm", {"model": "xgboost"})
-    assert "model: 'xgboost' is not one of linear, lightgbm, catboost, mlp, tabm" in one_line(exc)
+    assert "model: 'xgboost' is not one of linear, lightgbm, catboost, forest, mlp, tabm" in one_line(exc)
     with pytest.raises(UserError) as exc:
         models.load_config("lgbm")
     assert "did you mean 'lightgbm'" in one_line(exc)
@@ -506,3 +510,21 @@ def test_metrics_and_their_direction():
     assert metrics.accuracy([0, 1], p) == 0.5 and metrics.accuracy([1, 0], [0.9, 0.2]) == 1.0
     assert metrics.rmsle([0, 9], [0, 9]) == 0.0 and metrics.mae([1, 2], [2, 4]) == 1.5
     assert metrics.names("regression") == ("rmse", "rmsle", "mae")
+
+
+def test_a_forest_is_saved_as_arrays_and_a_damaged_one_is_a_one_line_error(home, tables):
+    """The forest's trees are tensors in the fold's safetensors (no pickle); predicting from them
+    repeats the run's test predictions, and a checkpoint without its leaves is one line."""
+    from safetensors.torch import load_file, save_file
+
+    laid = tables["penguins"]
+    spec = specs.load(laid.spec_path)
+    run_dir = task.train(spec, config(spec, "forest"), laid.folder, "f", "cpu")["run_dir"]
+    weights = run_dir / "fold1" / checkpoint.WEIGHTS
+    state = load_file(weights)
+    assert set(state) == {"left", "right", "feature", "threshold", "value", "offsets"} and len(state["offsets"]) == 40
+    assert not [p for p in run_dir.rglob("*") if p.suffix in (".pkl", ".joblib", ".pickle")]
+    save_file({k: v for k, v in state.items() if k != "value"}, str(weights))
+    with pytest.raises(UserError) as exc:
+        task.predict(run_dir, laid.folder / "test.csv", "cpu")
+    assert "'value'" in one_line(exc) and "forest" in one_line(exc)

@@ -1,6 +1,6 @@
 """The classical estimators any tabular competition can use, built one way: the linear family
 (ridge, lasso, elastic net; logistic regression with the same penalties), LightGBM's parameters
-(optionally with a linear model in each leaf), and CatBoost. The families of models.py and House
+(optionally with a linear model in each leaf), CatBoost, and scikit-learn's forests. The families of models.py and House
 Prices' models (competitions/house_prices/estimators.py) both build theirs here."""
 
 from __future__ import annotations
@@ -75,3 +75,16 @@ def catboost_model(task: str, iterations: int, lr: float, depth: int, l2: float,
     if task == "regression":
         return CatBoostRegressor(loss_function=loss or "RMSE", **common)
     return CatBoostClassifier(loss_function=loss or ("Logloss" if task == "binary" else "MultiClass"), **common)
+
+
+def forest(kind: str, regression: bool, trees: int, max_features: str, min_samples_leaf: int, seed: int):
+    """An unfitted scikit-learn forest, one thread: extremely randomised trees (`extra`, no bootstrap)
+    or a random forest (`random`); max_features auto is all columns for regression, their square root
+    for classification."""
+    from sklearn import ensemble
+
+    shares = {"auto": 1.0 if regression else "sqrt", "sqrt": "sqrt", "all": 1.0, "half": 0.5}
+    kinds = {("extra", True): ensemble.ExtraTreesRegressor, ("extra", False): ensemble.ExtraTreesClassifier,
+             ("random", True): ensemble.RandomForestRegressor, ("random", False): ensemble.RandomForestClassifier}
+    return kinds[kind, regression](n_estimators=trees, max_features=shares[max_features],
+                                   min_samples_leaf=min_samples_leaf, random_state=seed, n_jobs=1)

@@ -134,6 +134,18 @@ class CatBoostConfig(TabularConfig):
 
 
 @dataclass
+class ForestConfig(TabularConfig):
+    model: str = configs.option("forest", choices=["forest"])
+    scaling: str = configs.option("none", choices=["standard", "none"])  # trees do not care
+    kind: str = configs.option("extra", choices=["extra", "random"])    # extremely randomised trees, or a random forest
+    n_estimators: int = configs.option(300, min=1)
+    # the share of columns tried per split; auto: all of them (regression), their square root (classification)
+    max_features: str = configs.option("auto", choices=["auto", "sqrt", "all", "half"])
+    # rows per leaf; 0: one leaf row per 2,000 training rows, at least 1 (bounds a fold model's size)
+    min_samples_leaf: int = configs.option(0, min=0)
+
+
+@dataclass
 class MLPConfig(TabularConfig):
     model: str = configs.option("mlp", choices=["mlp"])
     clip_quantile: float = configs.option(0.01, min=0.0, max=0.2)
@@ -443,6 +455,93 @@ class CatBoost(Family):
         return CatBoostModel(model, seen, problem)
 
 
+@dataclass
+class ForestModel:
+    """A fitted forest as plain arrays, every tree's nodes end to end (saved as tensors, no pickle):
+    `offsets[t]` is tree t's root; a leaf has left == -1; `value` is a leaf's prediction (the
+    regression value, or the class shares of the fold's training classes `seen`)."""
+    left: np.ndarray       # (nodes,) int64, absolute node numbers
+    right: np.ndarray
+    feature: np.ndarray
+    threshold: np.ndarray  # float64: a row goes left when its float32 value <= threshold (scikit-learn's rule)
+    value: np.ndarray      # (nodes, outputs) float64
+    offsets: np.ndarray    # (trees,) int64
+    seen: list[int]
+    problem: Problem
+
+    @classmethod
+    def from_estimator(cls, model, problem: Problem, seen: list[int]) -> "ForestModel":
+        parts, offsets, start = [], [], 0
+        for tree in (e.tree_ for e in model.estimators_):
+            value = np.asarray(tree.value[:, 0, :], dtype=np.float64)
+            if problem.task != "regression":  # class shares, whatever scikit-learn stores (counts or shares)
+                value = value / np.maximum(value.sum(axis=1, keepdims=True), 1e-300)
+            leaf = tree.children_left == -1
+            parts.append((np.where(leaf, -1, tree.children_left + start), np.where(leaf, -1, tree.children_right + start),
+                          np.where(leaf, 0, tree.feature), tree.threshold.astype(np.float64), value))
+            offsets.append(start)
+            start += tree.node_count
+        left, right, feature, threshold, value = (np.concatenate(a) for a in zip(*parts))
+        return cls(left.astype(np.int64), right.astype(np.int64), feature.astype(np.int64), threshold, value,
+                   np.asarray(offsets, dtype=np.int64), seen, problem)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float32).astype(np.float64)
+        rows = np.arange(len(x))
+        total = np.zeros((len(x), self.value.shape[1]))
+        for root in self.offsets:  # one tree at a time: all rows descend level by level
+            node = np.full(len(x), root, dtype=np.int64)
+            inner = self.left[node] != -1
+            while inner.any():
+                at = node[inner]
+                goes_left = x[rows[inner], self.feature[at]] <= self.threshold[at]
+                node[inner] = np.where(goes_left, self.left[at], self.right[at])
+                inner = self.left[node] != -1
+            total += self.value[node]
+        mean = total / len(self.offsets)
+        if self.problem.task == "regression":
+            return mean[:, 0]
+        full = np.zeros((len(x), max(self.problem.n_classes, 2)))
+        full[:, self.seen] = mean
+        return full[:, 1] if self.problem.task == "binary" else full
+
+    ARRAYS = ("left", "right", "feature", "threshold", "value", "offsets")
+
+
+class Forest(Family):
+    name, config = "forest", ForestConfig
+    description = "extremely randomised trees or a random forest (scikit-learn)"
+
+    def fit(self, cfg, problem, x, y, x_valid, y_valid, seed, device, resume, desc, valid_figures):
+        x = np.asarray(x, dtype=np.float32)
+        regression = problem.task == "regression"
+        y = np.asarray(y, dtype=np.float64 if regression else np.int64)
+        model = estimators.forest(cfg.kind, regression, cfg.n_estimators, cfg.max_features,
+                                  cfg.min_samples_leaf or max(1, len(x) // 2000), seed)
+        budget.check("a forest")
+        model.fit(x, y)
+        return ForestModel.from_estimator(model, problem, [] if regression else [int(c) for c in model.classes_]), {}
+
+    def predict(self, fitted, x, device):
+        return fitted.predict(x)
+
+    def save(self, fitted, folder):
+        return ({name: torch.from_numpy(np.ascontiguousarray(getattr(fitted, name))) for name in ForestModel.ARRAYS},
+                {"classes_seen": fitted.seen})
+
+    def load(self, cfg, problem, folder, tensors, meta, device):
+        missing = [name for name in ForestModel.ARRAYS if name not in tensors]
+        if missing:
+            raise UserError(f"{folder}: checkpoint has no {missing[0]!r} tensor for a forest")
+        arrays = {name: tensors[name].cpu().numpy() for name in ForestModel.ARRAYS}
+        seen = [int(c) for c in meta.get("classes_seen", [])]
+        width = 1 if problem.task == "regression" else len(seen)
+        if arrays["value"].ndim != 2 or arrays["value"].shape[1] != width:
+            raise UserError(f"{folder}: forest leaves of shape {tuple(arrays['value'].shape)} do not fit a "
+                            f"{problem.task} model with {width} output(s)")
+        return ForestModel(**arrays, seen=seen, problem=problem)
+
+
 class MLPNet(nn.Module):
     def __init__(self, n_in: int, hidden: list[int], n_out: int, dropout: float, skip_linear: bool):
         super().__init__()
@@ -621,7 +720,7 @@ def register(family: Family) -> Family:
     return family
 
 
-for _family in (Linear(), LightGBM(), CatBoost(), MLP(), TabM()):
+for _family in (Linear(), LightGBM(), CatBoost(), Forest(), MLP(), TabM()):
     register(_family)
 
 

@@ -19,11 +19,12 @@ from .spec import Spec
 LIGHTGBM = Member("lightgbm", "lightgbm", {"n_estimators": 5000, "lr": 0.02, "num_leaves": 15, "min_child_samples": 10,
                                            "colsample": 0.5, "early_stopping": 200, "refit": True})
 CATBOOST = Member("catboost", "catboost", {"n_estimators": 2000, "lr": 0.08, "early_stopping": 100, "refit": True})
+EXTRATREES = Member("extratrees", "forest")
 LINEAR = Member("linear", "linear")
 MLP = Member("mlp", "mlp")
 TABM = Member("tabm-pwl", "tabm-pwl")
 
-BEST = (LINEAR, LIGHTGBM, CATBOOST, MLP, TABM)   # "families" in docs/decisions.md
+BEST = (LINEAR, LIGHTGBM, CATBOOST, EXTRATREES, MLP, TABM)
 FAST = (LINEAR, LIGHTGBM, CATBOOST)
 
 
