@@ -266,7 +266,8 @@ def check_members(ad, members: list[Member]) -> None:
         if len(oof_ids) != len(ids0) or (oof_ids != ids0).any() or \
                 (member.oof["fold"].to_numpy() != folds0).any():
             raise UserError(f"run {name}: {member.run_dir / 'oof.csv'} does not follow its folds.csv row by row")
-        empty = member.oof[ad.oof_columns(member.run)].isna().any(axis=1).to_numpy()
+        # fold -1: the first block of time-ordered folds, which no fold validates (folds.py)
+        empty = member.oof[ad.oof_columns(member.run)].isna().any(axis=1).to_numpy() & (folds0 >= 0)
         if empty.any():
             untrained = sorted({int(f) for f in folds0[empty]})
             raise UserError(f"run {name} did not train every fold: {int(empty.sum())} rows have no out-of-fold "
@@ -323,22 +324,30 @@ def blend(competition: str, specs: list[str], method: str = DEFAULT_METHOD, name
     values = np.stack([member_block(ad, m.oof, ad.oof_columns(m.run), m.run) for m in members], axis=1)
     clip = ad.blend_clip([m.run for m in members])
 
-    oof, per_fold = nested(method, ad, values, truth, folds)
-    weights, intercept = fit(method, ad, values, truth)
+    # rows of a fold (time-ordered folds leave the first block unvalidated: fold -1, no out-of-fold prediction)
+    scored = folds >= 0
+    inner, per_fold = nested(method, ad, values[scored], truth[scored], folds[scored])
+    oof = np.full((len(truth),) + inner.shape[1:], np.nan)
+    oof[scored] = inner
+    weights, intercept = fit(method, ad, values[scored], truth[scored])
+
+    per_row, threshold = ad.decisions(truth, oof, folds)  # binary decisions chosen out of fold, if any
+
+    def scores(index: np.ndarray) -> dict:
+        return ad.scores(truth[index], oof[index], clip, **({} if per_row is None else {"threshold": per_row[index]}))
 
     fold_scores = []
     for fold, (w, b) in per_fold.items():
         index = np.flatnonzero(folds == fold)
-        score = {"fold": fold, "rows": int(len(index)), **ad.scores(truth[index], oof[index], clip),
-                 "weights": [float(x) for x in w]}
+        score = {"fold": fold, "rows": int(len(index)), **scores(index), "weights": [float(x) for x in w]}
         if method == "stack":
             score["intercept"] = _jsonable(b)
         fold_scores.append(score)
-    cv = ad.scores(truth, oof, clip)
+    cv = scores(np.flatnonzero(scored))
     per = [s[metric] for s in fold_scores]
     cv.update({f"{metric}_fold_mean": float(np.mean(per)), f"{metric}_fold_std": float(np.std(per)),
-               "rows_scored": int(len(truth))})
-    cv.update(ad.cv_extras(truth, oof))
+               "rows_scored": int(scored.sum())})
+    cv.update(ad.cv_extras(truth[scored], oof[scored]))
 
     test_ids = test_pred = None
     if first.test is not None:
@@ -377,7 +386,7 @@ def blend(competition: str, specs: list[str], method: str = DEFAULT_METHOD, name
                       greater_is_better=comp.metric.greater_is_better, wall_s=time.perf_counter() - started, device="cpu",
                       data=dict(first.run.get("data", {})),
                       extra={"blend": {"method": method, "members": member_rows, "intercept": _jsonable(intercept)},
-                             **ad.extra(cv, first.run)})
+                             **ad.extra(cv, first.run), **({} if threshold is None else {"threshold": threshold})})
     return {"row": row, "result": result, "run_dir": run_dir, "config": config}
 
 

@@ -57,7 +57,7 @@ from .errors import UserError
 
 KINDS = ("tabular", "images")
 TASKS = ("regression", "binary", "multiclass")
-FORMATS = ("value", "label", "probability", "probabilities")
+FORMATS = ("value", "label", "probability", "probabilities", "ranked")
 REQUIRED_VERBS = ("prepare", "train", "submit")
 BUILTIN_PACKAGE = "pipelines.competitions"
 
@@ -209,6 +209,11 @@ class BlendSpace(abc.ABC):
     def cv_extras(self, truth: np.ndarray, oof: np.ndarray) -> dict:
         """More CV figures of a blend's out-of-fold predictions (metrics.json's cv)."""
         return {}
+
+    def decisions(self, truth: np.ndarray, oof: np.ndarray, folds: np.ndarray):
+        """(a decision threshold per row, chosen on the other folds; the one for new rows) when the
+        metric chooses one out of fold (scores then takes `threshold=`), else (None, None)."""
+        return None, None
 
     @abc.abstractmethod
     def stack(self, z: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, float]:

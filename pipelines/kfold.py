@@ -45,9 +45,11 @@ class KFoldResult:
     assembled: bool = True        # False on the ranks > 0 of a distributed run and while folds are pending
 
 
-def fold_indices(folds: np.ndarray, fold: int) -> tuple[np.ndarray, np.ndarray]:
+def fold_indices(folds: np.ndarray, fold: int, ordered: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(training rows, validation rows) of `fold`: the rows of every other fold, or in time order
+    (`ordered`) the rows before it (earlier folds and the training-only block -1; folds.py)."""
     folds = np.asarray(folds)
-    return np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)
+    return np.flatnonzero(folds < fold if ordered else folds != fold), np.flatnonzero(folds == fold)
 
 
 def parse_fold_list(spec: str | None, n_folds: int) -> list[int]:
@@ -75,8 +77,15 @@ def run(folds: np.ndarray,
         score: Callable[[np.ndarray, np.ndarray], dict],
         main_metric: str,
         only_folds: list[int] | None = None,
-        store: Path | None = None) -> KFoldResult:
+        store: Path | None = None,
+        decisions: Callable[[np.ndarray, np.ndarray], Callable] | None = None,
+        ordered: bool = False) -> KFoldResult:
     """Fit every fold; score(index, prediction) returns the metrics for those rows.
+
+    `decisions(oof, folds)`, when given, returns the score function for the assembled result (the
+    fold scores and the CV): one whose decisions were chosen out of fold from every fold's
+    predictions (a binary threshold: metrics.thresholds_out_of_fold). A fold's line while training
+    is scored with `score`. `ordered`: folds in time order (fold_indices).
 
     With `store` (the run folder), each finished fold's predictions are kept in
     fold<k>/predictions.safetensors, written last: a fold that has it is finished and is
@@ -104,13 +113,13 @@ def run(folds: np.ndarray,
             budget.before_fold(fold, took)
             fold_started = time.perf_counter()
             with budget.fold(len(chosen) - position - 1):
-                outputs[fold] = fit_fold(fold, *fold_indices(folds, fold))
+                outputs[fold] = fit_fold(fold, *fold_indices(folds, fold, ordered))
             took.append(time.perf_counter() - fold_started)
             _report_fold(fold, n_folds, fold_indices(folds, fold)[1], outputs[fold], score, main_metric, took[-1])
-        return _assemble(folds, outputs, score, main_metric, started, trained=chosen)
+        return _assemble(folds, outputs, score, main_metric, started, trained=chosen, decisions=decisions)
     trained, took = [], []
     for position, fold in enumerate(bar):
-        train_index, valid_index = fold_indices(folds, fold)
+        train_index, valid_index = fold_indices(folds, fold, ordered)
         budget.before_fold(fold, took)  # a time budget (budget.py): a fold that would not fit is not started
         claim = distributed.from_main(lambda: _claim(store, fold, valid_index))
         if claim != "train":
@@ -141,7 +150,7 @@ def run(folds: np.ndarray,
             outputs[fold] = output
     if not outputs:
         raise UserError(f"{store}: no fold of the run has finished")
-    return _assemble(folds, outputs, score, main_metric, started, trained)
+    return _assemble(folds, outputs, score, main_metric, started, trained, decisions=decisions)
 
 
 _FOLD_LISTENERS: list[Callable[[int, int, float], None]] = []
@@ -184,28 +193,32 @@ def _claim(store: Path, fold: int, valid_index: np.ndarray) -> str:
 
 
 def _assemble(folds: np.ndarray, outputs: dict, score, main_metric: str, started: float,
-              trained: list[int]) -> KFoldResult:
+              trained: list[int], decisions=None) -> KFoldResult:
     """The run's result from the folds' outputs: OOF predictions, fold-averaged test predictions,
     per-fold scores and the CV over every row of those folds."""
     chosen = sorted(outputs)
     oof = None
-    test_sum, fold_scores, resumed, resumed_seconds = None, [], [], 0.0
-    for fold in chosen:
+    test_sum, fold_scores, resumed, resumed_seconds, predictions = None, [], [], 0.0, {}
+    for fold in chosen:  # the predictions first: decisions may depend on every fold's
         valid_index = np.flatnonzero(folds == fold)
         output = outputs[fold]
         if fold not in trained:
             resumed.append(fold)
             resumed_seconds += output.seconds
-        prediction = np.asarray(output.valid_prediction)
+        prediction = predictions[fold] = np.asarray(output.valid_prediction)
         if oof is None:
             oof = np.full((len(folds),) + prediction.shape[1:], np.nan, dtype=np.float64)
         oof[valid_index] = prediction
         if output.test_prediction is not None:
             test = np.asarray(output.test_prediction, dtype=np.float64)
             test_sum = test if test_sum is None else test_sum + test
-        fold_scores.append({"fold": fold, "rows": int(len(valid_index)),
-                            **score(valid_index, prediction), **output.info})
     scored = np.flatnonzero(np.isin(folds, chosen))
+    if decisions is not None:
+        score = decisions(oof, folds)
+    for fold in chosen:
+        valid_index = np.flatnonzero(folds == fold)
+        fold_scores.append({"fold": fold, "rows": int(len(valid_index)),
+                            **score(valid_index, predictions[fold]), **outputs[fold].info})
     cv = score(scored, oof[scored])
     values = [s[main_metric] for s in fold_scores]
     cv.update({f"{main_metric}_fold_mean": float(np.mean(values)),

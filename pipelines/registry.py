@@ -258,6 +258,8 @@ def _cell(key: str, row: dict) -> str:
         return f"{float(value):.1f}"
     if key == "date":
         return str(value)[:16].replace("T", " ")
+    if key == "folds" and row.get("folds_scheme") not in (None, "stratified"):
+        return f"{value} {row['folds_scheme']}"  # e.g. 5 group:patient, 5 time:date
     return str(value)
 
 

@@ -147,6 +147,15 @@ TABLES = {
         "name": "soup", "kind": "tabular", "id": "Id", "target": "SURENESS", "task": "multiclass",
         "metric": "accuracy", "submission": "label"}, "soup tasters' sureness (6) that a soup was the reference",
         drop=("RESP",)),
+    # fold schemes (tests/test_fold_schemes.py, docs/specs.md)
+    "exam": Table("mlmRev", "Exam", {
+        "name": "exam", "kind": "tabular", "id": "Id", "target": "normexam", "task": "regression",
+        "metric": "rmse", "submission": "value", "group": "school"}, "London pupils' exam scores, 65 schools: "
+        "folds by school", drop=("student",)),
+    "births": Table("mosaicData", "Births", {
+        "name": "births", "kind": "tabular", "id": "Id", "target": "births", "task": "regression",
+        "metric": "rmse", "submission": "value", "time": "date"}, "US births per day, 1969-1988: folds in "
+        "time order"),
 }
 ORIGINAL = ("computers", "concrete", "churn", "credit", "penguins", "hpc")
 SELECTION = ORIGINAL + ("sacramento", "biomass", "attrition", "wells", "beps", "fishing")
@@ -246,8 +255,18 @@ def held_out_score(spec, submission: pd.DataFrame | str | Path, answers_path: st
         classes = list(submission.columns[1:])
         index = truth.map({c: i for i, c in enumerate(classes)}).to_numpy()
         return metric(index, merged[classes].to_numpy(dtype=float))
-    if spec.submission == "label":
-        return float(np.mean(merged[spec.target].astype(str).to_numpy() == truth.to_numpy()))
+    if spec.submission == "label":  # the metric on the submitted decisions (as 0/1 or one-hot "probabilities")
+        chosen = merged[spec.target].astype(str).to_numpy()
+        if spec.task == "binary":
+            return metric((truth == positive).astype(int).to_numpy(), (chosen == str(positive)).astype(float))
+        classes = _class_order(truth)
+        index = {c: i for i, c in enumerate(classes)}
+        one_hot = np.zeros((len(chosen), len(classes)))
+        one_hot[np.arange(len(chosen)), [index.get(c, 0) for c in chosen]] = 1.0
+        return metric(truth.map(index).to_numpy(), one_hot)
+    if spec.submission == "ranked":  # map@K: 1 / the true class's place among the listed ones
+        listed = merged[spec.target].astype(str).str.split(" ")
+        return float(np.mean([1.0 / (row.index(t) + 1) if t in row else 0.0 for row, t in zip(listed, truth)]))
     return metric((truth == positive).astype(int).to_numpy(), merged[spec.target].astype(float).to_numpy())
 
 

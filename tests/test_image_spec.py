@@ -151,7 +151,7 @@ def test_shipped_specs_load():
 @pytest.mark.parametrize("change, expected", [
     ({"kind": "tabular"}, "kind: 'tabular' is not read by the image engine"),
     ({"labels_file": "x.csv"}, "unknown key 'labels_file' (did you mean 'labels'?)"),
-    ({"metric": "rmse"}, "metric: 'rmse' is not one of"),
+    ({"metric": "rmse"}, "metric: rmse does not fit task: multiclass"),
     ({"metric": "logloss", "submission": "label"}, "submission: label does not fit metric: logloss"),
     ({"submission": "probability"}, "submission: probability does not fit task: multiclass"),
     ({"train_images": "/data/train"}, "train_images: '/data/train' must be a path inside the data folder"),

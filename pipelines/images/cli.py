@@ -147,7 +147,7 @@ class ImageSpecVerbs:
         frame = task.read_predictions(run_dir / "test_predictions.csv", self.spec)
         sample = self._template(run)
         out = runs.submission_path(self.spec.name, run_dir, _option(args, "out"))
-        task.write_submission(self.spec, frame, out, run["classes"], sample)
+        task.write_submission(self.spec, frame, out, run["classes"], sample, threshold=run.get("threshold", 0.5))
         print(f"wrote {out} ({len(frame)} rows, CV {run['metric']} {run['cv']:.5f})")
         return 0
 

@@ -45,7 +45,8 @@ class _WritePredicted:
         from .cli import ImageSpecVerbs
 
         sample = ImageSpecVerbs(self.spec)._template(run, f"{test}, by id")
-        return task.write_submission(self.spec, frame, Path(out), run.get("classes"), sample, template_rows=False)
+        return task.write_submission(self.spec, frame, Path(out), run.get("classes"), sample, template_rows=False,
+                                     threshold=run.get("threshold", 0.5))
 
 
 class _ImageRuns:

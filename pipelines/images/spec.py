@@ -44,8 +44,8 @@ import yaml
 
 from ..errors import UserError
 from ..tabular import metrics
-from ..tabular.spec import (DEFAULT_SAMPLE, DEFAULT_SUBMISSION, KINDS, SUBMISSIONS, _NAME, _choice, _hint, _or,
-                            _relative, _string)
+from ..tabular.spec import (DEFAULT_SAMPLE, KINDS, _NAME, _choice, _hint, _relative, _string,
+                            metric_and_submission)
 
 KIND = "images"
 TASKS = ("binary", "multiclass")
@@ -124,16 +124,7 @@ def from_dict(values: dict, where: str) -> ImageSpec:
     if not _NAME.match(name):
         raise UserError(f"{where}: name: {name!r}: use letters, digits, '.', '_' and '-' only")
     task = _choice(values, "task", TASKS, where)
-    metric = _choice(values, "metric", metrics.names(task), where)
-    submission = (_choice(values, "submission", tuple(SUBMISSIONS), where)
-                  if values.get("submission") is not None else DEFAULT_SUBMISSION[task])
-    if task not in SUBMISSIONS[submission]:
-        suits = [s for s, tasks in SUBMISSIONS.items() if task in tasks]
-        raise UserError(f"{where}: submission: {submission} does not fit task: {task} (a {task} "
-                        f"submission is {_or(suits)})")
-    if submission == "label" and metrics.get(metric).needs == "probability":
-        raise UserError(f"{where}: submission: label does not fit metric: {metric}, which scores probabilities "
-                        f"(use submission: {DEFAULT_SUBMISSION[task]})")
+    metric, submission = metric_and_submission(values, task, where)
     id_column, target = _string(values, "id", where), _string(values, "target", where)
     if id_column == target:
         raise UserError(f"{where}: target: {target!r} is also the id column")

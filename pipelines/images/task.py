@@ -413,7 +413,8 @@ def _train(spec, cfg, comp, train_cache, test_cache, labels, ids, fold_of_row, o
     def score(index: np.ndarray, prediction: np.ndarray) -> dict:
         return metrics.scores(spec.task, spec.metric, labels[index], prediction)
 
-    result = kfold.run(fold_of_row, fit_fold, score, spec.metric, only_folds, store=run_dir)
+    result = kfold.run(fold_of_row, fit_fold, score, spec.metric, only_folds, store=run_dir,
+                       decisions=metrics.decisions_for(spec.task, spec.metric, labels))
     if not result.assembled:  # a rank > 0, or other processes still train folds of this run
         if result.pending:  # the last one to finish assembles it
             print(kfold.pending_message(run_dir, result))
@@ -436,6 +437,7 @@ def _train(spec, cfg, comp, train_cache, test_cache, labels, ids, fold_of_row, o
                       extra={"dataset": comp.folder.name, "engine": ENGINE, "task": spec.task,  # no "kind": the
                              # registry's update rows are the rows with a "kind" (leaderboard.read)
                              "classes": classes, "submission": spec.submission,
+                             **metrics.threshold_record(spec.task, spec.metric, labels, result.oof_prediction),
                              "spec": str(spec.path) if spec.path else None, "image_size": cfg.image_size,
                              "recipe": cfg.recipe, "feature_stage_s": round(stage["seconds"], 1),
                              "accuracy": result.cv.get("accuracy"), "resumed_folds": result.resumed_folds},
@@ -535,7 +537,7 @@ def check_template_columns(spec: ImageSpec, path: Path, classes: list[str]) -> N
 
 
 def write_submission(spec: ImageSpec, frame: pd.DataFrame, out: str | Path, classes: list[str],
-                     sample_path: Path | None = None, template_rows: bool = True) -> Path:
+                     sample_path: Path | None = None, template_rows: bool = True, threshold: float = 0.5) -> Path:
     """The spec's submission (label, probability or probabilities; binary probabilities: one column
     per class, P(positive) and 1 - P(positive)) from predictions in the test_predictions.csv layout,
     validated, written atomically (a refused submission leaves no file). With Kaggle's template: its
@@ -544,4 +546,5 @@ def write_submission(spec: ImageSpec, frame: pd.DataFrame, out: str | Path, clas
     (pipelines.tabular.task.write_submission)."""
     if sample_path is not None:
         check_template_columns(spec, Path(sample_path), classes)
-    return tabular_task.write_submission(spec, frame, out, sample_path, classes=classes, template_rows=template_rows)
+    return tabular_task.write_submission(spec, frame, out, sample_path, classes=classes, template_rows=template_rows,
+                                         threshold=threshold)

@@ -132,7 +132,8 @@ class SpecVerbs:
         if sample is None and test_csv.exists():
             expected = data.read_table(test_csv, self.spec.id)[self.spec.id]
         out = runs.submission_path(self.spec.name, run_dir, _option(args, "out"))
-        task.write_submission(self.spec, frame, out, sample, classes=run.get("classes"), expected_ids=expected)
+        task.write_submission(self.spec, frame, out, sample, classes=run.get("classes"), expected_ids=expected,
+                              threshold=run.get("threshold", 0.5))
         print(f"wrote {out} ({len(frame)} rows, CV {run['metric']} {run['cv']:.5f})")
         return 0
 

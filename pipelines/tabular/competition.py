@@ -58,7 +58,7 @@ class _WritePredicted:
 
         sample = SpecVerbs(self.spec).template(run, str(test))
         return task.write_submission(self.spec, frame, Path(out), sample, classes=run.get("classes"),
-                                     template_rows=False)
+                                     template_rows=False, threshold=run.get("threshold", 0.5))
 
 
 class SpecSpace(BlendSpace):
@@ -72,8 +72,11 @@ class SpecSpace(BlendSpace):
         self.oof_id, self.target, self.oof_value = spec.id, spec.target, f"oof_{spec.target}"
         self.test_id, self.test_value = spec.id, spec.target
 
-    def scores(self, truth: np.ndarray, pred: np.ndarray, clip) -> dict:
-        return metrics.scores(self.spec.task, self.spec.metric, np.asarray(truth), np.asarray(pred, float))
+    def scores(self, truth: np.ndarray, pred: np.ndarray, clip, threshold=0.5) -> dict:
+        return metrics.scores(self.spec.task, self.spec.metric, np.asarray(truth), np.asarray(pred, float), threshold)
+
+    def decisions(self, truth: np.ndarray, oof: np.ndarray, folds: np.ndarray):
+        return metrics.out_of_fold_decisions(self.spec.task, self.spec.metric, truth, oof, folds)
 
     def test_frame(self, ids: np.ndarray, pred: np.ndarray, clip):
         import pandas as pd
@@ -87,7 +90,7 @@ class SpecSpace(BlendSpace):
 
     def extra(self, cv: dict, first_run: dict) -> dict:
         """What `submit` and the leaderboard read from a run.json: the members' classes and spec."""
-        keys = ("dataset", "engine", "task", "classes", "submission", "spec")
+        keys = ("dataset", "engine", "task", "classes", "submission", "spec", "folds_scheme")
         return {k: first_run[k] for k in keys if k in first_run}
 
 

@@ -170,7 +170,12 @@ def class_order(labels) -> list[str]:
 
 
 def infer_columns(frame: pd.DataFrame, spec: Spec, path: Path) -> Columns:
-    features = [c for c in frame.columns if c not in (spec.id, spec.target) and c not in spec.drop]
+    # the group column names who a row belongs to, as the id names the row: not a feature
+    features = [c for c in frame.columns if c not in (spec.id, spec.target, spec.group) and c not in spec.drop]
+    for key in ("group", "time"):
+        column = getattr(spec, key)
+        if column is not None and column not in frame.columns:
+            raise UserError(f"{spec.where(key)}: {column!r} is not a column of {path}{_hint(column, frame.columns)}")
     for key in ("drop", "categorical", "numeric"):
         for column in getattr(spec, key):
             if key == "drop" and column.startswith("Unnamed: ") and column not in frame.columns:

@@ -6,9 +6,11 @@ kind: tabular               # tabular | images (images specs are read by the ima
 id: Id                      # the id column of train.csv, test.csv and the submission
 target: species             # the column to predict (train.csv only)
 task: multiclass            # regression | binary | multiclass
-metric: logloss             # rmse, rmsle, mae (regression); auc (binary); logloss, accuracy (binary, multiclass)
+metric: logloss             # rmse, rmsle, mae, r2, mape (regression); auc, f1 (binary); logloss, accuracy,
+                            # f1_macro, mcc (binary, multiclass); qwk, auc_ovr, map@K (multiclass)
 submission: probabilities   # value (regression) | probability (binary: P(positive)) | label (binary,
-                            # multiclass) | probabilities (binary, multiclass: one column per class)
+                            # multiclass) | probabilities (binary, multiclass: one column per class) |
+                            # ranked (map@K: the K most probable classes, space-separated)
 kaggle: slug                # optional: the Kaggle competition to download from and submit to
 ```
 
@@ -24,9 +26,17 @@ Optional keys beyond the contract:
 - `config`: the default model config for this competition (configs/tabular/<config>.yaml);
 - `plugin`: a Python file (relative to the spec file) with the competition's own code: a
   `features(frame)` hook that adds columns (pipelines/plugins.py);
+- `group` / `time` / `folds_file` (one of them): the fold scheme (pipelines/folds.py). `group: COLUMN`
+  keeps every row of a value (a patient, a user) in one fold, classes balanced as far as the
+  groups allow; the column is not a feature. `time: COLUMN` (numbers or dates) cuts the rows in
+  time order into folds + 1 blocks: each fold is validated by a model trained on the blocks
+  before it, the first block is never validated; the column stays a feature. `folds_file: NAME`
+  is a CSV in the data folder with the id column and `fold` (0, 1, ...) for every training row.
+  Default: stratified by class, or by quantile bins of a regression target;
 - `description`: one line for people.
 
-`submission` may be left out: value, probability and probabilities by task. A binary task takes
+`submission` may be left out: label for a metric scored on decisions (not accuracy), ranked for
+map@K, else value, probability and probabilities by task. A binary task takes
 `probabilities` too (Kaggle's `id,cat,dog` shape): one column per class, the positive class's
 holding P(positive) and the negative class's 1 - P(positive). Every problem is one
 line naming the file and the key: an unknown key (with the closest valid one), an unknown
@@ -55,11 +65,12 @@ SUBMISSIONS = {
     "probability": ("binary",),
     "probabilities": ("binary", "multiclass"),
     "label": ("binary", "multiclass"),
+    "ranked": ("multiclass",),   # map@K: the K most probable classes, most probable first, space-separated
 }
 DEFAULT_SUBMISSION = {"regression": "value", "binary": "probability", "multiclass": "probabilities"}
 REQUIRED = ("name", "kind", "id", "target", "task", "metric")
 OPTIONAL = ("submission", "sample_submission", "kaggle", "positive", "drop", "categorical", "numeric", "config",
-            "plugin", "description")
+            "plugin", "group", "time", "folds_file", "description")
 DEFAULT_SAMPLE = "sample_submission.csv"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -81,6 +92,9 @@ class Spec:
     numeric: tuple[str, ...] = ()
     config: str | None = None
     plugin: str | None = None        # the plugin file, absolute once the spec is loaded from a file
+    group: str | None = None         # folds by group: every row of a value of this column in one fold
+    time: str | None = None          # folds in time order of this column: train on the past, validate on the future
+    folds_file: str | None = None    # the competition's own folds: a CSV in the data folder (id, fold)
     description: str = ""
     path: Path | None = field(default=None, compare=False)
 
@@ -119,6 +133,9 @@ class Spec:
             from .. import plugins
 
             values["plugin"] = plugins.sha(self.plugin) if Path(self.plugin).is_file() else "missing"
+        for key in ("group", "time", "folds_file"):  # the fold scheme (specs without one keep their old hash)
+            if getattr(self, key) is not None:
+                values[key] = getattr(self, key)
         return hashlib.sha256(json.dumps(values, sort_keys=True, default=list).encode()).hexdigest()[:16]
 
 
@@ -170,6 +187,37 @@ def _choice(values: dict, key: str, options, where: str) -> str:
     return value
 
 
+def metric_and_submission(values: dict, task: str, where: str) -> tuple[str, str]:
+    """The spec's metric, checked against its task, and its submission: as given, else what the
+    metric scores (labels for a metric of decisions, the K classes for map@K, else by task)."""
+    metric = _string(values, "metric", where)
+    try:
+        fits = metrics.get(metric).tasks
+    except UserError as exc:
+        raise UserError(f"{where}: metric: {exc}") from None
+    if task not in fits:
+        suits = ", ".join(metrics.names(task))
+        raise UserError(f"{where}: metric: {metric} does not fit task: {task} (it scores {' and '.join(fits)}; "
+                        f"{task} takes {suits})")
+    needs = metrics.get(metric).needs
+    default = {"ranked": "ranked", "label": "label"}.get(needs, DEFAULT_SUBMISSION[task])
+    if metric == "accuracy":  # scored on labels, but probabilities were its default before: kept
+        default = DEFAULT_SUBMISSION[task]
+    submission = _choice(values, "submission", tuple(SUBMISSIONS), where) if values.get("submission") is not None \
+        else default
+    if task not in SUBMISSIONS[submission]:
+        suits = [s for s, tasks in SUBMISSIONS.items() if task in tasks]
+        raise UserError(f"{where}: submission: {submission} does not fit task: {task} (a {task} "
+                        f"submission is {_or(suits)})")
+    if submission in ("label", "ranked") and needs == "probability":
+        raise UserError(f"{where}: submission: {submission} does not fit metric: {metric}, which scores "
+                        f"probabilities (use submission: {DEFAULT_SUBMISSION[task]})")
+    if (submission == "ranked") != (needs == "ranked"):
+        raise UserError(f"{where}: submission: ranked goes with metric: map@K (the K most probable classes), "
+                        f"and map@K with submission: ranked; here metric: {metric}, submission: {submission}")
+    return metric, submission
+
+
 def from_dict(values: dict, where: str) -> Spec:
     """Validate a spec's mapping; `where` (the file) starts every error."""
     if not isinstance(values, dict):
@@ -189,21 +237,7 @@ def from_dict(values: dict, where: str) -> Spec:
     if not _NAME.match(name):
         raise UserError(f"{where}: name: {name!r}: use letters, digits, '.', '_' and '-' only")
     task = _choice(values, "task", TASKS, where)
-    metric = _choice(values, "metric", metrics.names(), where)
-    fits = metrics.get(metric).tasks
-    if task not in fits:
-        suits = ", ".join(metrics.names(task))
-        raise UserError(f"{where}: metric: {metric} does not fit task: {task} (it scores {' and '.join(fits)}; "
-                        f"{task} takes {suits})")
-    submission = (_choice(values, "submission", tuple(SUBMISSIONS), where)
-                  if values.get("submission") is not None else DEFAULT_SUBMISSION[task])
-    if task not in SUBMISSIONS[submission]:
-        suits = [s for s, tasks in SUBMISSIONS.items() if task in tasks]
-        raise UserError(f"{where}: submission: {submission} does not fit task: {task} (a {task} "
-                        f"submission is {_or(suits)})")
-    if submission == "label" and metrics.get(metric).needs == "probability":
-        raise UserError(f"{where}: submission: label does not fit metric: {metric}, which scores probabilities "
-                        f"(use submission: {DEFAULT_SUBMISSION[task]})")
+    metric, submission = metric_and_submission(values, task, where)
     id_column, target = _string(values, "id", where), _string(values, "target", where)
     if id_column == target:
         raise UserError(f"{where}: target: {target!r} is also the id column")
@@ -227,9 +261,19 @@ def from_dict(values: dict, where: str) -> Spec:
         raise UserError(f"{where}: plugin: {plugin!r} must be a Python file (.py)")
     sample = (_relative(values, "sample_submission", where) if values.get("sample_submission") is not None
               else DEFAULT_SAMPLE)
+    schemes = {key: values[key] for key in ("group", "time", "folds_file") if values.get(key) is not None}
+    if len(schemes) > 1:
+        raise UserError(f"{where}: {' and '.join(schemes)}: give one fold scheme (group, time or folds_file)")
+    group = _string(values, "group", where) if "group" in schemes else None
+    time_column = _string(values, "time", where) if "time" in schemes else None
+    for key, column in (("group", group), ("time", time_column)):
+        if column in (id_column, target):
+            raise UserError(f"{where}: {key}: {column!r} is the {'id' if column == id_column else 'target'} column")
+    folds_file = _relative(values, "folds_file", where) if "folds_file" in schemes else None
     return Spec(name=name, kind=kind, id=id_column, target=target, task=task, metric=metric,
                 submission=submission, sample_submission=sample, kaggle=kaggle, positive=positive, config=config,
-                plugin=plugin, description=description, **lists)
+                plugin=plugin, group=group, time=time_column, folds_file=folds_file, description=description,
+                **lists)
 
 
 def load(path: str | Path) -> Spec:

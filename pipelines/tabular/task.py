@@ -89,6 +89,29 @@ def to_output(transform: str, prediction: np.ndarray) -> np.ndarray:
     return np.clip(np.expm1(prediction), 0.0, None) if transform == "log1p" else prediction
 
 
+def make_folds(spec: Spec, dataset, cfg) -> np.ndarray:
+    """The run's folds by the spec's scheme (folds.py): the competition's file, by group, in time
+    order, or stratified (by class, or by quantile bins of a regression target)."""
+    target = dataset.target
+    if spec.folds_file is not None:
+        return folding.file_folds(dataset.train_path.parent / spec.folds_file, dataset.train_ids, spec.id)
+    if spec.group is not None:
+        return folding.group_folds(target.values, dataset.train[spec.group].to_numpy(), cfg.folds, cfg.seed,
+                                   spec.classification, spec.group)
+    if spec.time is not None:
+        return folding.time_folds(dataset.train[spec.time].to_numpy(), cfg.folds, spec.time)
+    return folding.make_folds(target.values, cfg.folds, cfg.seed, "labels" if spec.classification else "bins")
+
+
+def fold_scheme(spec: Spec) -> str:
+    """The scheme as run.json and the leaderboard name it."""
+    if spec.folds_file is not None:
+        return f"file:{spec.folds_file}"
+    if spec.group is not None:
+        return f"group:{spec.group}"
+    return f"time:{spec.time}" if spec.time is not None else "stratified"
+
+
 def _problem(spec: Spec, target: data.Target) -> models.Problem:
     return models.Problem(spec.task, len(target.classes) if spec.task == "multiclass" else 0)
 
@@ -126,10 +149,9 @@ def train(spec: Spec, cfg, data_dir: str | Path, run_name: str | None = None, de
         raise UserError(f"config {cfg.name}: target: log1p needs every {spec.target} above -1; "
                         f"{dataset.train_path} has {float(np.min(target.values))}")
     y_fit = fit_target(spec, target, how)
-    fold_of_row = folding.make_folds(target.values, cfg.folds, cfg.seed,
-                                     "labels" if spec.classification else "bins")
+    fold_of_row = make_folds(spec, dataset, cfg)
     if only_folds is not None:
-        only_folds = kfold.parse_fold_list(",".join(map(str, only_folds)), cfg.folds)
+        only_folds = kfold.parse_fold_list(",".join(map(str, only_folds)), int(fold_of_row.max()) + 1)
     data_sha = {"train_sha": data.fingerprint(dataset.train_path),
                 "test_sha": data.fingerprint(dataset.test_path) if dataset.test_path else None,
                 "spec_sha": spec.fingerprint()}
@@ -206,7 +228,9 @@ def _train(spec, cfg, family, dataset, problem, y_fit, how, fold_of_row, only_fo
     def score(index: np.ndarray, prediction: np.ndarray) -> dict:
         return metrics.scores(spec.task, spec.metric, truth[index], to_output(how, prediction))
 
-    result = kfold.run(fold_of_row, fit_fold, score, spec.metric, only_folds, store=run_dir)
+    result = kfold.run(fold_of_row, fit_fold, score, spec.metric, only_folds, store=run_dir,
+                       decisions=metrics.decisions_for(spec.task, spec.metric, truth, lambda p: to_output(how, p)),
+                       ordered=spec.time is not None)
     if not result.assembled:  # other processes still train folds of this run: the last one assembles it
         print(kfold.pending_message(run_dir, result))
         return {"row": None, "result": result, "run_dir": run_dir}
@@ -229,7 +253,9 @@ def _train(spec, cfg, family, dataset, problem, y_fit, how, fold_of_row, only_fo
                       extra={"dataset": dataset.train_path.parent.name, "engine": ENGINE, "task": spec.task,
                              "classes": target.classes, "submission": spec.submission,
                              "spec": str(spec.path) if spec.path else None,
-                             "resumed_folds": result.resumed_folds},
+                             "resumed_folds": result.resumed_folds, "folds_scheme": fold_scheme(spec),
+                             **metrics.threshold_record(spec.task, spec.metric, truth,
+                                                        to_output(how, result.oof_prediction))},
                       data={"train": str(dataset.train_path),
                             "test": str(dataset.test_path) if dataset.test_path else None, **data_sha},
                       register=run.recorded_folds != folds_done)
@@ -342,6 +368,11 @@ def _validate(frame: pd.DataFrame, columns: list[str], expected_ids, rule: str, 
     if rule == "label":
         bad = ~values.iloc[:, 0].astype(str).isin(list(classes)).to_numpy()
         what = f"one of the classes {', '.join(map(repr, classes))}"
+    elif rule.startswith("ranked"):  # ranked:K
+        k, known = int(rule.split(":")[1]), {str(c) for c in classes}
+        tokens = values.iloc[:, 0].astype(str).str.split(" ")
+        bad = ~tokens.map(lambda t: len(t) == min(k, len(known)) == len(set(t)) and set(t) <= known).to_numpy()
+        what = f"{min(k, len(known))} different classes separated by spaces"
     else:
         numbers = values.apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
         bad = ~np.isfinite(numbers).all(axis=1)
@@ -365,7 +396,14 @@ def _validate(frame: pd.DataFrame, columns: list[str], expected_ids, rule: str, 
 def _rule(spec: Spec, submission: str) -> str:
     if submission == "value":
         return "nonnegative" if spec.metric == "rmsle" else "value"
+    if submission == "ranked":
+        return f"ranked:{ranked_count(spec)}"
     return submission
+
+
+def ranked_count(spec) -> int:
+    """K of a map@K metric: how many classes a ranked submission lists per row."""
+    return int(spec.metric.split("@")[1])
 
 
 def write_predictions(spec: Spec, frame: pd.DataFrame, path: Path, expected_ids, classes) -> Path:
@@ -378,7 +416,8 @@ def write_predictions(spec: Spec, frame: pd.DataFrame, path: Path, expected_ids,
 
 
 def write_submission(spec: Spec, frame: pd.DataFrame, out: str | Path, sample_submission: str | Path | None = None,
-                     *, classes: list[str] | None = None, expected_ids=None, template_rows: bool = True) -> Path:
+                     *, classes: list[str] | None = None, expected_ids=None, template_rows: bool = True,
+                     threshold: float = 0.5) -> Path:
     """The spec's submission from predictions in the test_predictions.csv layout, validated, then
     written atomically (a refused submission leaves no file).
 
@@ -389,9 +428,11 @@ def write_submission(spec: Spec, frame: pd.DataFrame, out: str | Path, sample_su
     the competition's test set). Without a template: id + target, or id + one column per class in
     the run's class order (binary: negative, positive), in the predictions' row order.
 
-    Values: the value; P(positive) (probability); the most probable class (label); the class
-    probabilities (probabilities; binary: P(positive) in the positive class's column and
-    1 - P(positive) in the negative class's).
+    Values: the value; P(positive) (probability); the most probable class, or for binary the
+    positive class when P(positive) > threshold (label: the run's, chosen out of fold for a metric
+    that tunes it, else 0.5); the class probabilities (probabilities; binary: P(positive) in the
+    positive class's column and 1 - P(positive) in the negative class's); the K most probable
+    classes, most probable first, separated by spaces (ranked, for map@K).
 
     classes: the run's class labels (binary: [negative, positive], needed for a label or
     probabilities submission); expected_ids: the test ids it must hold exactly (default: the
@@ -432,8 +473,12 @@ def write_submission(spec: Spec, frame: pd.DataFrame, out: str | Path, sample_su
     elif spec.submission == "probabilities":
         submission = pd.DataFrame({c: values[:, predicted.index(c)] for c in header[1:]})
     elif spec.submission == "label":
-        chosen = metrics.decide(values[:, 0] if spec.task == "binary" else values)
+        chosen = metrics.decide(values[:, 0] if spec.task == "binary" else values, threshold)
         submission = pd.DataFrame({header[1]: np.asarray(classes, dtype=object)[chosen]})
+    elif spec.submission == "ranked":
+        top = metrics.ranked(values, ranked_count(spec))
+        names = np.asarray([str(c) for c in classes], dtype=object)
+        submission = pd.DataFrame({header[1]: [" ".join(row) for row in names[top]]})
     else:
         submission = pd.DataFrame({header[1]: values[:, 0]})
     submission.insert(0, header[0], ids)
