@@ -12,6 +12,7 @@ DATA        ?=
 DEVICE      ?= auto
 ARGS        ?=
 KAGGLE      ?=
+TRACK       ?=
 WAIT        ?=
 RUNS        ?=
 METHOD      ?= weights
@@ -27,6 +28,7 @@ _config = $(if $(EXP),--config $(EXP),)
 _preset = $(if $(PRESET),--preset $(PRESET),)$(if $(TIME), --time-limit $(TIME),)
 _search = $(foreach s,$(SEARCH),--search '$(s)')
 _data   = $(if $(DATA),--data $(DATA),)
+_track  = $(if $(TRACK),--track $(TRACK),)
 _kaggle = $(if $(filter-out 0,$(KAGGLE)),--kaggle $(if $(WAIT),--wait $(WAIT),),)
 # NPROC processes per node (DDP, README "Scaling out"): one plain process, torchrun --standalone on one
 # node, or torchrun with a static rendezvous at MASTER_ADDR:MASTER_PORT on NNODES nodes (run it on each, NODE_RANK=0..).
@@ -61,8 +63,8 @@ data: setup  ## download COMP from Kaggle, or check and copy a local copy with D
 
 prepare: data
 
-train: setup  ## k-fold training for any competition: COMP=... EXP=... or PRESET=best|fast TIME=SECONDS (NPROC=N ...: DDP via torchrun)
-	$(_launch) -m pipelines train $(COMP) $(_config) $(_preset) $(_data) --device $(DEVICE) $(ARGS)
+train: setup  ## k-fold training for any competition: COMP=... EXP=... or PRESET=best|fast TIME=SECONDS (NPROC=N ...: DDP via torchrun; TRACK=mlflow)
+	$(_launch) -m pipelines train $(COMP) $(_config) $(_preset) $(_data) --device $(DEVICE) $(_track) $(ARGS)
 
 train-house: setup  ## k-fold training for House Prices (EXP=mlp, d2l-linear, ...)
 	$(PY) -m pipelines train house-prices $(_config) $(_data) --device $(DEVICE) $(ARGS)
@@ -71,7 +73,7 @@ train-catsdogs: setup  ## k-fold training for Dogs vs. Cats (EXP=...; NPROC=N [N
 	$(_launch) -m pipelines train dogs-vs-cats $(_config) $(_data) --device $(DEVICE) $(ARGS)
 
 sweep: setup  ## Optuna search of EXP's keys, TRIALS runs: SEARCH="lr=1e-4:1e-2:log dropout=[0.1,0.3]" (resumes; README)
-	$(PY) -m pipelines sweep $(COMP) $(_config) --trials $(TRIALS) $(_search) $(_data) --device $(DEVICE) $(ARGS)
+	$(PY) -m pipelines sweep $(COMP) $(_config) --trials $(TRIALS) $(_search) $(_data) --device $(DEVICE) $(_track) $(ARGS)
 
 submit: setup  ## validated Kaggle CSV for RUN (RUN=best: the best CV): submissions/COMP/RUN.csv; KAGGLE=1 uploads it (WAIT=SECONDS for the score)
 	@test -n "$(RUN)" || { echo "error: RUN=... is required (see make leaderboard)"; exit 2; }
@@ -86,7 +88,7 @@ report: setup  ## plots and report.md for RUN in runs/COMP/RUN/report/ (train wr
 
 blend: setup  ## blend runs of COMP that share folds: RUNS="a b c" METHOD=mean|weights|stack (a new run)
 	@test -n "$(RUNS)" || { echo "error: RUNS=\"run1 run2 ...\" is required (see make leaderboard)"; exit 2; }
-	$(PY) -m pipelines blend $(COMP) $(RUNS) --method $(METHOD) $(ARGS)
+	$(PY) -m pipelines blend $(COMP) $(RUNS) --method $(METHOD) $(_track) $(ARGS)
 
 HOUSE_BLEND  = lasso gbm catboost tabm
 _house_method = $(if $(filter command line environment,$(origin METHOD)),$(METHOD),mean)

@@ -90,6 +90,13 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
                              "deterministic, CUBLAS_WORKSPACE_CONFIG); slower on GPUs. Also PIPELINES_DETERMINISTIC=1")
 
 
+def _track(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--track", choices=["mlflow"],
+                        help="also log each run (config, fold and CV figures, curves, report) to MLflow: "
+                             "MLFLOW_TRACKING_URI, else mlflow.db in the project home (the extra: "
+                             "pip install -e '.[track]')")
+
+
 def _device(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto | cpu | mps | cuda | cuda:N (default: auto)")
 
@@ -121,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
         elif verb in ("train", "demo"):
             _add_train_options(sub)
             _device(sub)
+            _track(sub)
         elif verb == "compare":
             sub.add_argument("runs", nargs="+", metavar="RUN",
                              help="run names or run folders (at least 2; the first is the one the others "
@@ -147,10 +155,12 @@ def build_parser() -> argparse.ArgumentParser:
                                   "predictions); stack (linear/logistic model) (default: weights)")
             sub.add_argument("--name", help="blend run name (default: blend-<method> plus a timestamp)")
             sub.add_argument("--restart", action="store_true", help="replace an existing run of that --name")
+            _track(sub)
         elif verb == "sweep":
             from . import sweep
             sweep.add_arguments(sub)
             _device(sub)
+            _track(sub)
         elif verb == "summary":
             sub.add_argument("--config", help="config name or YAML path")
             sub.add_argument("--set", action="append", metavar="KEY=VALUE", default=[])
@@ -212,6 +222,9 @@ def _dispatch(args) -> int:
             return 0
         comp = competition.load(args.competition)
         args.competition = comp.name  # a spec file's path names its competition from here on
+        if getattr(args, "track", None):
+            from . import tracking
+            tracking.enable(args.track)  # before any training: a missing extra is one line, not a lost run
         if args.verb == "kaggle-scores":
             from . import kaggle
             kaggle.refresh(args.competition)

@@ -3,6 +3,8 @@
 One policy for every long loop (folds, epochs, batches, image decoding, feature extraction):
 
 - the stream a progress bar writes to (stderr) is a terminal: tqdm bars, as always;
+- a Jupyter notebook: tqdm.auto's notebook bars (widgets; text bars without ipywidgets), never
+  heartbeat lines or terminal escapes;
 - it is not (``make all > log 2>&1``, nohup, a Slurm ``.out``): no bars, only a short heartbeat
   line, at most one every HEARTBEAT_S seconds over all loops together (``fold 2/5 seed 0:
   epoch 14/40, 31 s``), written to the same stream the bar would have used;
@@ -59,6 +61,19 @@ def interactive(stream: TextIO | None = None) -> bool:
         return False
 
 
+def notebook() -> bool:
+    """Whether this runs in a Jupyter kernel (a notebook), where stderr is no terminal but bars are
+    drawn as widgets."""
+    if "IPython" not in sys.modules:  # never imported: not a kernel (and no import cost)
+        return False
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
+
+
 def fold_label(fold: int, n_folds: int, member: int | None = None, word: str = "seed") -> str:
     """'fold 4/5' (fold 4 of folds 0..4, as in fold4/ and --folds 4), and 'fold 4/5 seed 0' for one of
     several members a fold trains (word='member' for 'fold 4/5 member 0')."""
@@ -105,6 +120,10 @@ def bar(iterable: Iterable | None = None, desc: str | None = None, total: int | 
     if disable or quiet():
         return Silent(iterable, total, initial)
     file = sys.stderr if file is None else file
+    if notebook():
+        from tqdm.auto import tqdm
+
+        return tqdm(iterable, desc=desc, total=total, unit=unit, initial=initial, leave=leave, **tqdm_options)
     if interactive(file):
         from tqdm.auto import tqdm
 

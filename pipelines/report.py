@@ -208,13 +208,18 @@ def write(run_dir: str | Path) -> Path:
 
 
 def write_after_training(run_dir: str | Path) -> Path | None:
-    """write(), for the end of `train`: a failure prints one warning and never loses the run."""
+    """write(), for the end of `train`: a failure prints one warning and never loses the run. Then
+    the run goes to the tracker (--track: tracking.py), report and all."""
+    from . import tracking
+
     try:
         path = write(run_dir)
     except Exception as exc:  # the run is already recorded; the report can be rewritten with `report`
         print(f"warning: run report not written ({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); "
               f"the run is fine; retry with `{hints.pipelines(f'report {Path(run_dir).parent.name} --run {Path(run_dir).name}')}`",
               file=sys.stderr)
+        tracking.after_training(run_dir)
         return None
     print(f"report: {path}")
+    tracking.after_training(run_dir)
     return path

@@ -153,3 +153,25 @@ def test_quiet_keeps_the_result_lines(home, house_data, loud, capsys):
     assert [line.split(":")[0] for line in captured.out.splitlines() if line.startswith("fold ")
             and "/2:" in line] == ["fold 0/2", "fold 1/2"]
     assert "\r" not in captured.err and "%|" not in captured.err and " s (" not in captured.err
+
+
+def test_a_notebook_gets_notebook_bars_not_heartbeats(loud, monkeypatch):
+    """In a Jupyter kernel stderr is no terminal, but the bars are tqdm.auto's (widgets, or text
+    bars without ipywidgets), never heartbeat lines; outside one (IPython loaded in a plain shell)
+    the log rules stay."""
+    import sys
+    import types
+
+    shell = types.SimpleNamespace(config={"IPKernelApp": {"connection_file": "kernel.json"}})
+    fake = types.ModuleType("IPython")
+    fake.get_ipython = lambda: shell
+    monkeypatch.setitem(sys.modules, "IPython", fake)
+    log = io.StringIO()
+    assert progress.notebook()
+    bar = progress.bar(range(3), desc="folds", unit="fold", file=log)
+    assert isinstance(bar, tqdm) and list(bar) == [0, 1, 2]
+    bar.close()
+    assert log.getvalue() == ""  # nothing written to the log stream
+    shell.config = {}  # IPython in a terminal, not a kernel
+    assert not progress.notebook()
+    assert not isinstance(progress.bar(range(3), file=log), tqdm)
