@@ -83,10 +83,10 @@ class Run:
 DEFAULTS = {
     "prepare": {"data": None, "config": None, "set": [], "workers": 2},
     "train": {"config": None, "set": [], "data": None, "name": None, "folds": None, "restart": False,
-              "deterministic": False, "device": "auto", "preset": None, "time_limit": None},
+              "deterministic": False, "device": "auto", "preset": None, "time_limit": None, "track": None},
     "predict": {"run": None, "test": None, "out": None, "device": "auto"},
     "submit": {"run": None, "out": None, "kaggle": False, "wait": 0},
-    "blend": {"runs": [], "method": "weights", "name": None, "restart": False},
+    "blend": {"runs": [], "method": "weights", "name": None, "restart": False, "track": None},
 }
 
 
@@ -168,7 +168,7 @@ def prepare(competition: str, data: str | Path | None = None, *, config: str | N
 def train(competition: str, config: str | None = None, *, data: str | Path | None = None, name: str | None = None,
           overrides: dict | Sequence[str] | None = None, folds: Sequence[int] | str | None = None, device: str = "auto",
           restart: bool = False, deterministic: bool = False, quiet: bool = False, preset: str | None = None,
-          time_limit: float | None = None, started: float | None = None) -> Run | None:
+          time_limit: float | None = None, started: float | None = None, track: str | None = None) -> Run | None:
     """Train k folds of `config` (default: the competition's), with `overrides` of its keys; returns
     the Run, or None when other processes still train folds of it (the last one records it).
     Rerunning with the same name (or none) resumes an interrupted run; restart=True starts over.
@@ -176,19 +176,20 @@ def train(competition: str, config: str | None = None, *, data: str | Path | Non
     preset="best" (or "fast") instead of a config: the competition's portfolio, each member a run
     named `<name>-<member>` (name default: preset-<preset>), trained within time_limit seconds from
     `started` (a time.monotonic() value; default: now), then blended into the run `<name>`, which
-    is returned (pipelines/presets.py)."""
-    from . import presets, runs
+    is returned (pipelines/presets.py). track="mlflow": each run recorded is also logged to MLflow
+    (pipelines/tracking.py)."""
+    from . import presets, runs, tracking
 
     presets.check(preset, time_limit, config, overrides, folds)
     if preset is not None:
-        with _call(quiet, deterministic):
+        with _call(quiet, deterministic), tracking.tracked(track):
             return _train_preset(competition, preset, time_limit, data, name, device, restart, quiet,
                                  time.monotonic() if started is None else started)
     comp = load(competition)
     args = _args("train", comp.name, quiet, config=config, set=_overrides(overrides),
                  data=str(data) if data else None, name=name, folds=_folds(folds), restart=restart,
-                 deterministic=deterministic, device=device)
-    with _call(quiet, deterministic), runs.recorded() as found:
+                 deterministic=deterministic, device=device, track=track)
+    with _call(quiet, deterministic), tracking.tracked(track), runs.recorded() as found:
         _handler(comp, "train")(args)
     return _recorded_run(comp, found)
 
@@ -324,15 +325,16 @@ def submit(competition: str, run: str = "best", *, out: str | Path | None = None
 
 
 def blend(competition: str, runs: Sequence[str], *, method: str = "weights", name: str | None = None,
-          restart: bool = False, quiet: bool = False) -> Run:
+          restart: bool = False, quiet: bool = False, track: str | None = None) -> Run:
     """Blend finished runs that share their folds into a new run (mean, fitted weights or a stack;
-    weights and stack are fitted out of fold, nested); returns the blend's Run."""
-    from . import blending, runs as run_records
+    weights and stack are fitted out of fold, nested); returns the blend's Run (track="mlflow":
+    also logged to MLflow)."""
+    from . import blending, runs as run_records, tracking
 
     comp = load(competition)
-    with _call(quiet), run_records.recorded() as found:
+    with _call(quiet), tracking.tracked(track), run_records.recorded() as found:
         blending.command(_args("blend", comp.name, quiet, runs=[str(r) for r in runs], method=method, name=name,
-                               restart=restart))
+                               restart=restart, track=track))
     return _recorded_run(comp, found)
 
 

@@ -188,8 +188,10 @@ def _main(argv: list[str] | None, started: float) -> int:
         parser.print_help()
         return 0
     from .progress import quieted
+    from .tracking import tracked
 
-    with quieted(bool(getattr(args, "quiet", False))):   # for this command only (main() may be called again)
+    # --quiet and --track for this command only (main() may be called again)
+    with quieted(bool(getattr(args, "quiet", False))), tracked(None):
         return _dispatch(args)
 
 
@@ -238,7 +240,7 @@ def _dispatch(args) -> int:
             api.train(comp.name, args.config, data=args.data, name=args.name, overrides=args.set, folds=args.folds,
                       device=args.device, restart=args.restart, quiet=args.quiet,
                       preset=getattr(args, "preset", None), time_limit=getattr(args, "time_limit", None),
-                      started=args.started)
+                      started=args.started, track=getattr(args, "track", None))
             return 0
         if args.verb == "predict":
             api.predict(comp.name, args.run, args.test, args.out, device=args.device, quiet=args.quiet)
@@ -248,7 +250,7 @@ def _dispatch(args) -> int:
             return 0
         if args.verb == "blend":
             api.blend(comp.name, args.runs, method=args.method, name=args.name, restart=args.restart,
-                      quiet=args.quiet)
+                      quiet=args.quiet, track=args.track)
             return 0
         if args.verb == "report":
             from . import runs

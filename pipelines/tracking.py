@@ -17,6 +17,7 @@ its MLflow run, found by its training_id, instead of adding another.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -44,6 +45,21 @@ def enable(tracker: str | None) -> None:
         raise UserError("--track mlflow needs MLflow, an optional extra: pip install -e '.[track]' "
                         "(or pip install mlflow)")
     os.environ[ENV] = tracker
+
+
+@contextlib.contextmanager
+def tracked(tracker: str | None):
+    """Tracking by `tracker` (None: as it was) inside the block, as it was after it (the API's
+    track=, one command of the command line)."""
+    before = os.environ.get(ENV)
+    try:
+        enable(tracker)
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(ENV, None)
+        else:
+            os.environ[ENV] = before
 
 
 def enabled() -> bool:

@@ -509,7 +509,7 @@ def test_metrics_and_their_direction():
     assert metrics.logloss([0, 2], p) == pytest.approx(-np.mean(np.log([0.7, 0.8])))
     assert metrics.accuracy([0, 1], p) == 0.5 and metrics.accuracy([1, 0], [0.9, 0.2]) == 1.0
     assert metrics.rmsle([0, 9], [0, 9]) == 0.0 and metrics.mae([1, 2], [2, 4]) == 1.5
-    assert metrics.names("regression") == ("rmse", "rmsle", "mae")
+    assert metrics.names("regression") == ("rmse", "rmsle", "mae", "r2", "mape")
 
 
 def test_a_forest_is_saved_as_arrays_and_a_damaged_one_is_a_one_line_error(home, tables):

@@ -91,3 +91,17 @@ def test_without_mlflow_the_flag_is_one_line_before_training(home, store, pengui
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "pip install -e '.[track]'" in err
     assert not (home / "runs" / "penguins" / "lin").exists()
+
+
+def test_the_api_tracks_one_call_at_a_time(home, store, penguins):
+    import os
+
+    import pipelines as pl
+
+    pl.train(str(penguins.spec_path), "linear", data=penguins.folder, name="a", overrides={"folds": 3}, quiet=True,
+             track="mlflow")
+    assert "PIPELINES_TRACK" not in os.environ  # the next call is untracked unless it asks
+    pl.train(str(penguins.spec_path), "linear", data=penguins.folder, name="b", overrides={"folds": 3}, quiet=True)
+    pl.blend(str(penguins.spec_path), ["a", "b"], name="ab", quiet=True, track="mlflow")
+    _, runs = _runs(store, "penguins")
+    assert sorted(r.info.run_name for r in runs) == ["a", "ab"]
