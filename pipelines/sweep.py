@@ -543,7 +543,9 @@ def command(args) -> int:
               f"mean {summary['runner_up_rerun_mean']:.5f}")
     print(_verdict(summary))
     print(f"wrote {sweep_dir(comp.name, name) / SUMMARY}")
-    rest = f"compare {comp.name} {summary['winner']} {summary['runner_up'] or ''}".rstrip()
+    # compare takes two runs: without a runner-up (one distinct trial) the winner's submission is next
+    rest = (f"compare {comp.name} {summary['winner']} {summary['runner_up']}" if summary["runner_up"]
+            else f"submit {comp.name} --run {summary['winner']}")
     print(f"next: {hints.pipelines(rest)}")
     return 0
 

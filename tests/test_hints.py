@@ -101,10 +101,17 @@ def test_a_spec_used_once_by_path_is_known_by_name_and_its_hints_run(home, churn
     paste(make_submit, ROOT, home)
     assert (home / "submissions" / "churn" / "mean.csv").exists()
 
-    swept = paste(f"{py} sweep churn --config lightgbm --trials 2 --search num_leaves=4:16", home, home)
+    # two trials of a continuous range draw two different runs: the hint compares them
+    swept = paste(f"{py} sweep churn --config lightgbm --trials 2 --search lr=0.02:0.2:log --seed 3", home, home)
     (compare,) = hints(swept.stdout)
     assert compare.startswith(f"{py} compare churn ")
     paste(compare, home, home)
+    # one trial: no runner-up, and the hint submits the winner instead
+    alone = paste(f"{py} sweep churn --config lightgbm --trials 1 --search num_leaves=[8,16] --name one "
+                  f"--rerun-seeds none", home, home)
+    (submit,) = hints(alone.stdout)
+    assert submit.startswith(f"{py} submit churn --run one-")
+    paste(submit, home, home)
 
     for command in (f"{py} leaderboard churn", f"{py} report churn --run both",
                     f"{py} predict churn --run both --test {churn.folder / 'test.csv'} --out {home / 'again.csv'}"):
