@@ -85,7 +85,8 @@ def run(folds: np.ndarray,
     `decisions(oof, folds)`, when given, returns the score function for the assembled result (the
     fold scores and the CV): one whose decisions were chosen out of fold from every fold's
     predictions (a binary threshold: metrics.thresholds_out_of_fold). A fold's line while training
-    is scored with `score`. `ordered`: folds in time order (fold_indices).
+    is scored with `score`. `ordered`: folds in time order (fold_indices); the test predictions are
+    then the latest fold's (the model trained on the most rows, the most recent ones).
 
     With `store` (the run folder), each finished fold's predictions are kept in
     fold<k>/predictions.safetensors, written last: a fold that has it is finished and is
@@ -116,7 +117,8 @@ def run(folds: np.ndarray,
                 outputs[fold] = fit_fold(fold, *fold_indices(folds, fold, ordered))
             took.append(time.perf_counter() - fold_started)
             _report_fold(fold, n_folds, fold_indices(folds, fold)[1], outputs[fold], score, main_metric, took[-1])
-        return _assemble(folds, outputs, score, main_metric, started, trained=chosen, decisions=decisions)
+        return _assemble(folds, outputs, score, main_metric, started, trained=chosen, decisions=decisions,
+                         ordered=ordered)
     trained, took = [], []
     for position, fold in enumerate(bar):
         train_index, valid_index = fold_indices(folds, fold, ordered)
@@ -150,7 +152,7 @@ def run(folds: np.ndarray,
             outputs[fold] = output
     if not outputs:
         raise UserError(f"{store}: no fold of the run has finished")
-    return _assemble(folds, outputs, score, main_metric, started, trained, decisions=decisions)
+    return _assemble(folds, outputs, score, main_metric, started, trained, decisions=decisions, ordered=ordered)
 
 
 _FOLD_LISTENERS: list[Callable[[int, int, float], None]] = []
@@ -193,8 +195,9 @@ def _claim(store: Path, fold: int, valid_index: np.ndarray) -> str:
 
 
 def _assemble(folds: np.ndarray, outputs: dict, score, main_metric: str, started: float,
-              trained: list[int], decisions=None) -> KFoldResult:
-    """The run's result from the folds' outputs: OOF predictions, fold-averaged test predictions,
+              trained: list[int], decisions=None, ordered: bool = False) -> KFoldResult:
+    """The run's result from the folds' outputs: OOF predictions, fold-averaged test predictions
+    (in time order, the latest fold's: the model trained on the most rows, and the most recent),
     per-fold scores and the CV over every row of those folds."""
     chosen = sorted(outputs)
     oof = None
@@ -225,6 +228,8 @@ def _assemble(folds: np.ndarray, outputs: dict, score, main_metric: str, started
                f"{main_metric}_fold_std": float(np.std(values)),
                "rows_scored": int(len(scored))})
     test_mean = None if test_sum is None else test_sum / len(chosen)
+    if ordered and outputs[chosen[-1]].test_prediction is not None:
+        test_mean = np.asarray(outputs[chosen[-1]].test_prediction, dtype=np.float64)
     return KFoldResult(oof_prediction=oof, test_prediction=test_mean, fold_scores=fold_scores,
                        cv=cv, seconds=time.perf_counter() - started, resumed_folds=resumed,
                        resumed_seconds=resumed_seconds)

@@ -104,6 +104,15 @@ def test_a_time_fold_run_scores_only_the_future_and_blends(home, laid):
     metrics = json.loads((gbm.folder / "metrics.json").read_text())
     assert metrics["cv"]["rows_scored"] == int((~first).sum())
     assert json.loads((gbm.folder / "run.json").read_text())["folds_scheme"] == "time:date"
+    # the test predictions are the latest fold's model alone (trained on every earlier block), and
+    # predict from the checkpoints repeats them
+    from pipelines.tabular import spec as specs, task
+
+    stored = task.read_predictions(gbm.folder / "test_predictions.csv", specs.load(table.spec_path))
+    again = task.predict(gbm.folder, table.folder / "test.csv", "cpu")
+    assert np.array_equal(again.iloc[:, 1:].to_numpy(float), stored.iloc[:, 1:].to_numpy(float))
+    meta = json.loads((gbm.folder / "fold2" / "meta.json").read_text())
+    assert meta["spec"]["folds_scheme"] == "time:date"
     both = pl.blend(spec, ["gbm", "lin"], method="weights", name="both", quiet=True)
     blended = pd.read_csv(both.folder / "oof.csv")
     assert blended.loc[first, "oof_births"].isna().all() and np.isfinite(both.cv)
@@ -121,3 +130,17 @@ def test_a_spec_takes_one_fold_scheme(tmp_path):
         path.write_text(yaml.safe_dump({**base, **extra}))
         with pytest.raises(UserError, match=message):
             specs.load(path)
+
+
+def test_time_ordered_test_predictions_are_the_latest_folds():
+    folds = np.array([-1, -1, 0, 0, 1, 1])
+    outputs = {f: kfold.FoldOutput(np.full(2, float(f)), np.full(3, 10.0 * (f + 1))) for f in (0, 1)}
+
+    def score(index, prediction):
+        return {"rmse": float(np.mean(prediction))}
+
+    ordered = kfold._assemble(folds, outputs, score, "rmse", 0.0, [0, 1], ordered=True)
+    assert ordered.test_prediction.tolist() == [20.0, 20.0, 20.0]  # fold 1's model alone
+    shuffled = kfold._assemble(folds, outputs, score, "rmse", 0.0, [0, 1])
+    assert shuffled.test_prediction.tolist() == [15.0, 15.0, 15.0]  # every other scheme: the mean
+    assert np.isnan(ordered.oof_prediction[:2]).all() and ordered.cv["rows_scored"] == 4

@@ -176,6 +176,8 @@ def _train(spec, cfg, family, dataset, problem, y_fit, how, fold_of_row, only_fo
                  "transform": how, "classes": target.classes}
     if spec.plugin:  # predict runs the same plugin, and only the same
         spec_meta.update(plugin=spec.plugin, plugin_sha=plugins.sha(spec.plugin))
+    if fold_scheme(spec) != "stratified":  # time order: predict takes the latest fold's model, as training did
+        spec_meta["folds_scheme"] = fold_scheme(spec)
 
     def fit_fold(fold: int, train_index: np.ndarray, valid_index: np.ndarray) -> kfold.FoldOutput:
         seed = cfg.seed + 100 * fold
@@ -286,7 +288,8 @@ def _load_fold(folder: Path, device) -> tuple:
 
 def predict(run_dir: str | Path, test_path: str | Path, device: str = "auto") -> pd.DataFrame:
     """Fold-averaged predictions for a test CSV from the run's fold checkpoints only (no training
-    data): the test_predictions.csv layout (module docstring), averaged as training averaged them."""
+    data): the test_predictions.csv layout (module docstring), averaged as training averaged them
+    (folds in time order: the latest fold's model alone)."""
     run_dir, device = Path(run_dir), resolve(device)
     folders = [f for f in kfold.finished_fold_dirs(run_dir) if (f / checkpoint.META).exists()]
     if not folders:
@@ -313,6 +316,8 @@ def predict(run_dir: str | Path, test_path: str | Path, device: str = "auto") ->
         source = Path(runs.load_run(run_dir)["data"]["train"]).name
     except (OSError, ValueError, KeyError, TypeError):
         source = data.TRAIN
+    if str(spec_meta.get("folds_scheme", "")).startswith("time:"):
+        loaded = loaded[-1:]  # folds in time order: the latest fold's model alone (kfold._assemble)
     total = None
     for fitted, family, pre, meta, cfg in loaded:
         folder = run_dir / f"fold{meta['fold']}"
