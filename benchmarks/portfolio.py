@@ -215,6 +215,8 @@ RULES = ("blend", "best-cv")
 
 
 def budget(out: Path, seconds: float, tables: list[str]) -> None:
+    import contextlib
+    import io
     import subprocess
 
     import pipelines as pl
@@ -250,8 +252,6 @@ def budget(out: Path, seconds: float, tables: list[str]) -> None:
         cache: dict = {}
         for name, wanted in BUDGET_PORTFOLIOS.items():
             finished = [m for m in wanted if m in members]
-            import contextlib
-            import io
             with contextlib.redirect_stdout(io.StringIO()):
                 cv, held = (_blend_scores(out, table, [f"preset-best-{m}" for m in finished], cache)
                             if len(finished) > 1 else (members[finished[0]]["cv"], members[finished[0]]["held_out"]))
@@ -273,11 +273,8 @@ def budget(out: Path, seconds: float, tables: list[str]) -> None:
 # Members for the time a preset has left once its portfolio is done: the trees again, averaging more
 # seeds per fold (each seed holds aside its own early-stopping rows)
 FILLERS = {
-    "lightgbm-seeds": ("lightgbm", "lightgbm", {"n_estimators": 5000, "lr": 0.02, "num_leaves": 15,
-                                                "min_child_samples": 10, "colsample": 0.5, "early_stopping": 200,
-                                                "refit": True, "seeds_per_fold": 5}),
-    "catboost-seeds": ("catboost", "catboost", {"n_estimators": 2000, "lr": 0.08, "early_stopping": 100,
-                                                "refit": True, "seeds_per_fold": 3}),
+    "lightgbm-seeds": ("lightgbm", "lightgbm", {**CANDIDATES["lgb-refit"][2], "seeds_per_fold": 5}),
+    "catboost-seeds": ("catboost", "catboost", {**CANDIDATES["cat-refit"][2], "seeds_per_fold": 3}),
 }
 
 

@@ -218,8 +218,8 @@ def write_after_training(run_dir: str | Path) -> Path | None:
         print(f"warning: run report not written ({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); "
               f"the run is fine; retry with `{hints.pipelines(f'report {Path(run_dir).parent.name} --run {Path(run_dir).name}')}`",
               file=sys.stderr)
-        tracking.after_training(run_dir)
-        return None
-    print(f"report: {path}")
+        path = None
+    else:
+        print(f"report: {path}")
     tracking.after_training(run_dir)
     return path

@@ -109,8 +109,7 @@ def _classes(truth, probability) -> int:
 def f1(truth, probability, threshold: float = 0.5) -> float:
     """F1 of the positive class (binary)."""
     counts = _confusion(truth, decide(probability, threshold), 2)
-    tp, fp, fn = counts[1, 1], counts[0, 1], counts[1, 0]
-    return float(2 * tp / (2 * tp + fp + fn)) if tp + fp + fn else 0.0
+    return float(_from_counts("f1", counts[1, 1], counts[0, 1], counts[1, 0], counts[0, 0]))
 
 
 def f1_macro(truth, probability, threshold: float = 0.5) -> float:
@@ -191,10 +190,16 @@ def names(task: str | None = None) -> tuple[str, ...]:
     return known + (("map@K",) if task in (None, "multiclass") else ())
 
 
-def get(name: str) -> Metric:
+def map_k(name: str) -> int | None:
+    """K of a map@K metric's name (how many classes a ranked submission lists); None for another metric."""
     matched = MAP.match(str(name))
-    if matched:
-        return Metric(name, map_at(int(matched.group(1))), ("multiclass",), True, "ranked")
+    return int(matched.group(1)) if matched else None
+
+
+def get(name: str) -> Metric:
+    k = map_k(name)
+    if k is not None:
+        return Metric(name, map_at(k), ("multiclass",), True, "ranked")
     if name not in METRICS:
         close = difflib.get_close_matches(name, list(METRICS), n=1, cutoff=0.5)
         hint = f" (did you mean {close[0]!r}?)" if close else ""

@@ -402,13 +402,8 @@ def _rule(spec: Spec, submission: str) -> str:
     if submission == "value":
         return "nonnegative" if spec.metric == "rmsle" else "value"
     if submission == "ranked":
-        return f"ranked:{ranked_count(spec)}"
+        return f"ranked:{metrics.map_k(spec.metric)}"
     return submission
-
-
-def ranked_count(spec) -> int:
-    """K of a map@K metric: how many classes a ranked submission lists per row."""
-    return int(spec.metric.split("@")[1])
 
 
 def write_predictions(spec: Spec, frame: pd.DataFrame, path: Path, expected_ids, classes) -> Path:
@@ -481,7 +476,7 @@ def write_submission(spec: Spec, frame: pd.DataFrame, out: str | Path, sample_su
         chosen = metrics.decide(values[:, 0] if spec.task == "binary" else values, threshold)
         submission = pd.DataFrame({header[1]: np.asarray(classes, dtype=object)[chosen]})
     elif spec.submission == "ranked":
-        top = metrics.ranked(values, ranked_count(spec))
+        top = metrics.ranked(values, metrics.map_k(spec.metric))
         names = np.asarray([str(c) for c in classes], dtype=object)
         submission = pd.DataFrame({header[1]: [" ".join(row) for row in names[top]]})
     else:
