@@ -49,7 +49,7 @@ $(STAMP): pyproject.toml
 	@command -v $(PYTHON_BASE) >/dev/null || { echo "error: $(PYTHON_BASE) not found (set PYTHON_BASE=...)"; exit 2; }
 	$(PYTHON_BASE) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[all,test]'
 	touch $(STAMP)
 
 test: setup  ## set up if needed, then run the test suite

@@ -1,18 +1,23 @@
 """Fold checkpoints: weights in safetensors, everything else in JSON.
 
-Nothing is unpickled on load, so a checkpoint from a stranger cannot run code.
+Nothing is unpickled on load, so a checkpoint from a stranger cannot run code. Tensors are torch's
+where torch is installed, else numpy arrays (the tabular families that are not networks need only
+numpy: docs/kaggle.md, the smallest install).
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from safetensors.torch import load_file, save_file
+import numpy as np
 
 from . import atomic
 from .errors import UserError
+
+if TYPE_CHECKING:
+    import torch
 
 WEIGHTS = "model.safetensors"
 META = "meta.json"
@@ -21,7 +26,14 @@ META = "meta.json"
 def save(folder: str | Path, state_dict: dict[str, torch.Tensor], meta: dict) -> None:
     """Write the weights, then the metadata; meta.json marks a complete checkpoint."""
     folder = Path(folder)
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
+    if all(isinstance(v, np.ndarray) for v in state_dict.values()):
+        from safetensors.numpy import save_file
+
+        tensors = {k: np.ascontiguousarray(v) for k, v in state_dict.items()}
+    else:
+        from safetensors.torch import save_file
+
+        tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
     atomic.write_with(folder / WEIGHTS, lambda tmp: save_file(tensors, str(tmp)))
     atomic.write_json(folder / META, meta)
 
@@ -36,10 +48,25 @@ def load(folder: str | Path, device: str | torch.device = "cpu") -> tuple[dict[s
     except json.JSONDecodeError:
         raise UserError(f"{meta_path}: not valid JSON") from None
     try:
-        state = load_file(str(weights_path), device=str(device))
+        from safetensors.torch import load_file as load_tensors
+    except ImportError:   # no torch here: numpy arrays
+        from safetensors.numpy import load_file
+
+        def read():
+            return load_file(str(weights_path))
+    else:
+        def read():
+            return load_tensors(str(weights_path), device=str(device))
+    try:
+        state = read()
     except Exception as exc:  # safetensors raises its own error types
         raise UserError(f"{weights_path}: cannot read weights ({exc})") from None
     return state, meta
+
+
+def as_numpy(tensor) -> np.ndarray:
+    """A loaded tensor as a numpy array (torch's or already numpy's)."""
+    return tensor if isinstance(tensor, np.ndarray) else tensor.detach().cpu().numpy()
 
 
 def load_meta(folder: str | Path) -> dict:

@@ -6,12 +6,19 @@ import contextlib
 import os
 import re
 
-import torch
+try:
+    import torch
+except ImportError:  # the smallest install (docs/kaggle.md): tabular families that are not networks, on the CPU
+    torch = None
 
 from .errors import UserError
 
+NEEDS_TORCH = "pip install 'pipelines[nn]'"
+
 
 def num_gpus() -> int:
+    if torch is None:
+        return 0
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
@@ -29,6 +36,8 @@ def try_all_gpus() -> list[torch.device]:
 
 
 def _mps_available() -> bool:
+    if torch is None:
+        return False
     backend = getattr(torch.backends, "mps", None)
     return bool(backend is not None and backend.is_available())
 
@@ -37,10 +46,15 @@ _DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
 def resolve(spec: str = "auto") -> torch.device:
-    """Turn a --device string into a torch.device: auto picks CUDA, then Apple MPS, then CPU."""
+    """Turn a --device string into a torch.device: auto picks CUDA, then Apple MPS, then CPU. Without
+    torch installed, "cpu" (a string) for auto and cpu, the only device there is."""
     spec = (spec or "auto").strip().lower()
     if not _DEVICE_PATTERN.match(spec):
         raise UserError(f"--device {spec!r} is not one of auto, cpu, mps, cuda, cuda:N")
+    if torch is None:
+        if spec in ("auto", "cpu"):
+            return "cpu"
+        raise UserError(f"--device {spec} needs torch, which is not installed: {NEEDS_TORCH}")
     if spec == "auto":
         if num_gpus():
             return torch.device("cuda:0")
@@ -67,6 +81,8 @@ def use_deterministic() -> None:
     gets a fixed workspace, and an operation with no deterministic version raises an error
     naming it instead of silently varying.
     """
+    if torch is None:
+        return
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(True)
     torch.backends.cudnn.deterministic = True
@@ -77,7 +93,7 @@ def use_deterministic() -> None:
 def deterministic(on: bool = True):
     """use_deterministic inside the block (with on); torch's flags and the environment as they were
     after it (the Python API leaves no global state behind)."""
-    if not on:
+    if not on or torch is None:
         yield
         return
     before = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic,
@@ -104,6 +120,9 @@ def cpu_threads(n: int):
     parallel processes would not match a one-process run. Pinning the count where it costs
     nothing (small networks) makes the result independent of the machine and the launcher.
     """
+    if torch is None:
+        yield
+        return
     before = torch.get_num_threads()
     torch.set_num_threads(n)
     try:

@@ -55,7 +55,7 @@ def refuse_launched(why: str) -> None:
 
 def active() -> bool:
     """A process group of more than one process is up."""
-    if "torch" not in sys.modules:
+    if sys.modules.get("torch") is None:
         return False
     import torch.distributed as dist
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
@@ -107,12 +107,11 @@ def setup(spec: str = "auto") -> torch.device:
     """Join the process group when started by torchrun with several processes, and return this
     process's device; otherwise just resolve --device."""
     global _device
-    import torch
-
     from .device import resolve
 
     if not launched():
         return resolve(spec)
+    import torch
     import torch.distributed as dist
 
     device = device_for(spec)
@@ -140,7 +139,7 @@ def describe(device) -> str:
 def cleanup() -> None:
     """Leave the process group (the end of a command)."""
     global _device
-    if "torch" not in sys.modules:  # a command that never used torch (leaderboard, ...)
+    if sys.modules.get("torch") is None:  # a command that never used torch (leaderboard, ...)
         return
     import torch.distributed as dist
 

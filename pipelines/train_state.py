@@ -28,14 +28,16 @@ import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
 
 from . import atomic, checkpoint
 from .errors import UserError
+
+if TYPE_CHECKING:
+    import torch
 
 KEEP = 2
 SYNC_EVERY_S = 30.0
@@ -81,6 +83,8 @@ def save(resume: Resume, epoch: int, tensors: dict[str, torch.Tensor], meta: dic
     now = time.monotonic()
     sync = now - _last_sync.get(str(folder), -math.inf) >= SYNC_EVERY_S
     token = secrets.token_hex(8)
+    from safetensors.torch import save_file
+
     weights_name, meta_name = _names(epoch)
     tensors = _unshared(tensors)
     atomic.write_with(folder / weights_name, lambda tmp: save_file(tensors, str(tmp), metadata={"token": token}),
@@ -109,6 +113,8 @@ def _unshared(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def load(resume: Resume) -> tuple[dict[str, torch.Tensor], dict] | None:
     """The newest complete state of this tag, or None."""
+    from safetensors.torch import load_file
+
     folder = Path(resume.folder)
     for epoch in _pairs(folder):
         weights_name, meta_name = _names(epoch)
@@ -129,6 +135,8 @@ def load(resume: Resume) -> tuple[dict[str, torch.Tensor], dict] | None:
 
 def rng_state() -> tuple[dict, dict]:
     """(tensors, JSON) of every global random state fit() depends on."""
+    import torch
+
     version, internal, gauss = random.getstate()
     np_state = np.random.get_state(legacy=False)
     np_state = {**np_state, "state": {k: (v.tolist() if isinstance(v, np.ndarray) else v)
@@ -141,6 +149,8 @@ def rng_state() -> tuple[dict, dict]:
 
 
 def set_rng_state(tensors: dict, meta: dict) -> None:
+    import torch
+
     version, internal, gauss = meta["python"]
     random.setstate((version, tuple(internal), gauss))
     np_state = meta["numpy"]
@@ -157,6 +167,8 @@ def set_rng_state(tensors: dict, meta: dict) -> None:
 # --------------------------------------------------------------------------- optimizer
 
 def optimizer_state(optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:
+    import torch
+
     state = optimizer.state_dict()
     tensors, other = {}, {}
     for pid, values in state["state"].items():

@@ -33,18 +33,19 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
-import torch
 import yaml
-from torch import nn
 
 from .. import atomic, budget, checkpoint, config as configs
-from ..device import cpu_threads
 from ..errors import UserError
-from ..training import Resume, TrainSettings, fit as fit_network, seed_everything
-from . import estimators, networks
+from . import estimators
+
+if TYPE_CHECKING:
+    import torch
+
+    from ..train_state import Resume
 
 CONFIG_FOLDER = "tabular"  # configs/tabular/<name>.yaml
 
@@ -264,12 +265,12 @@ class Linear(Family):
         return fitted.predict(x)
 
     def save(self, fitted, folder):
-        return {"coef": torch.from_numpy(np.ascontiguousarray(fitted.coef, dtype=np.float64)),
-                "intercept": torch.from_numpy(np.ascontiguousarray(fitted.intercept, dtype=np.float64))}, {}
+        return {"coef": np.ascontiguousarray(fitted.coef, dtype=np.float64),
+                "intercept": np.ascontiguousarray(fitted.intercept, dtype=np.float64)}, {}
 
     def load(self, cfg, problem, folder, tensors, meta, device):
         try:
-            coef, intercept = tensors["coef"].cpu().numpy(), tensors["intercept"].cpu().numpy()
+            coef, intercept = checkpoint.as_numpy(tensors["coef"]), checkpoint.as_numpy(tensors["intercept"])
         except KeyError as exc:
             raise UserError(f"{folder}: checkpoint has no {exc.args[0]!r} tensor for a linear model") from None
         if coef.ndim != 2 or coef.shape[0] != problem.outputs or intercept.shape != (problem.outputs,):
@@ -526,14 +527,14 @@ class Forest(Family):
         return fitted.predict(x)
 
     def save(self, fitted, folder):
-        return ({name: torch.from_numpy(np.ascontiguousarray(getattr(fitted, name))) for name in ForestModel.ARRAYS},
+        return ({name: np.ascontiguousarray(getattr(fitted, name)) for name in ForestModel.ARRAYS},
                 {"classes_seen": fitted.seen})
 
     def load(self, cfg, problem, folder, tensors, meta, device):
         missing = [name for name in ForestModel.ARRAYS if name not in tensors]
         if missing:
             raise UserError(f"{folder}: checkpoint has no {missing[0]!r} tensor for a forest")
-        arrays = {name: tensors[name].cpu().numpy() for name in ForestModel.ARRAYS}
+        arrays = {name: checkpoint.as_numpy(tensors[name]) for name in ForestModel.ARRAYS}
         seen = [int(c) for c in meta.get("classes_seen", [])]
         width = 1 if problem.task == "regression" else len(seen)
         if arrays["value"].ndim != 2 or arrays["value"].shape[1] != width:
@@ -542,174 +543,44 @@ class Forest(Family):
         return ForestModel(**arrays, seen=seen, problem=problem)
 
 
-class MLPNet(nn.Module):
-    def __init__(self, n_in: int, hidden: list[int], n_out: int, dropout: float, skip_linear: bool):
-        super().__init__()
-        layers, width = [], n_in
-        for size in hidden:
-            layers += [nn.Linear(width, size), nn.ReLU(), nn.Dropout(dropout)]
-            width = size
-        self.body = nn.Sequential(*layers)
-        self.head = nn.Linear(width, n_out)
-        self.skip = nn.Linear(n_in, n_out) if skip_linear else None
+class NeedsTorch(Family):
+    """A network family (neural.py), registered by name, config and checks; its code, and torch,
+    are imported when it fits, predicts, saves or loads."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.head(self.body(x))
-        return out + self.skip(x) if self.skip is not None else out
-
-
-@dataclass
-class NetworkModel:
-    net: nn.Module
-    scale: tuple[float, float]  # regression: the target's mean and standard deviation in training
-    task: str
-
-
-class Network(Family):
-    """A torch network trained by pipelines.training.fit (the MLP's and TabM's shared loop). A
-    subclass builds the network and says whether its output has an ensemble axis (TabM's k members:
-    (batch, k, outputs)); the loss is the mean of the members' losses, the prediction the mean of
-    their predictions (of their probabilities, for classification)."""
-    THREADS = 1         # small networks: one CPU thread is as fast, and makes every fold's numbers
-                        # independent of the machine's core count (as House Prices does)
-    PREDICT_ROWS = 65536
-    members_axis = False
-
-    def build(self, cfg, problem: Problem, n_features: int, bins=None) -> nn.Module:
-        raise NotImplementedError
-
-    def bins(self, cfg, x: np.ndarray):
-        return None
-
-    def _outputs(self, out: torch.Tensor) -> torch.Tensor:
-        """(batch, [members,] outputs) whatever the network returns."""
-        if self.members_axis and out.ndim == 2:  # TabM with one output: (batch, k)
-            return out.unsqueeze(-1)
-        return out if self.members_axis else out.unsqueeze(1)
-
-    def _loss(self, cfg, task: str) -> Callable:
-        if task == "multiclass":
-            def loss(out, y):
-                out = self._outputs(out)
-                return nn.functional.cross_entropy(out.reshape(-1, out.shape[-1]), y.repeat_interleave(out.shape[1]))
-            return loss
-        if task == "binary":
-            base = nn.functional.binary_cross_entropy_with_logits
-        else:
-            base = nn.functional.mse_loss if cfg.loss == "mse" else nn.functional.huber_loss
-
-        def loss(out, y):
-            out = self._outputs(out)[:, :, 0]
-            return base(out, y.unsqueeze(1).expand_as(out)) if out.shape[1] > 1 else base(out[:, 0], y)
-        return loss
-
-    @staticmethod
-    def _targets(task: str, y: np.ndarray, scale: tuple[float, float]) -> torch.Tensor:
-        if task == "multiclass":
-            return torch.from_numpy(np.asarray(y, dtype=np.int64))
-        return torch.from_numpy(((np.asarray(y, dtype=np.float64) - scale[0]) / scale[1]).astype(np.float32))
-
-    def _output(self, task: str, out: np.ndarray, scale: tuple[float, float]) -> np.ndarray:
-        """(batch, members, outputs) raw outputs -> the model space, averaged over members."""
-        out = np.asarray(out, dtype=np.float64)
-        if task == "regression":
-            return out[:, :, 0].mean(axis=1) * scale[1] + scale[0]
-        if task == "binary":
-            return _sigmoid(out[:, :, 0]).mean(axis=1)
-        return np.mean([_softmax(out[:, m]) for m in range(out.shape[1])], axis=0)
-
-    def _raw(self, net: nn.Module, x: torch.Tensor) -> np.ndarray:
-        return self._outputs(net(x)).float().cpu().numpy()
-
-    def fit(self, cfg, problem, x, y, x_valid, y_valid, seed, device, resume, desc, valid_figures):
-        seed_everything(seed)
-        if problem.task == "regression":
-            scale = (float(np.mean(y)), float(np.std(y)) or 1.0)
-        else:
-            scale = (0.0, 1.0)
-        net = self.build(cfg, problem, x.shape[1], self.bins(cfg, x))
-        xt, yt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), self._targets(problem.task, y, scale)
-        xv = torch.from_numpy(np.ascontiguousarray(x_valid, dtype=np.float32)).to(device)
-        yv = self._targets(problem.task, y_valid, scale).to(device)
-        loss_fn = self._loss(cfg, problem.task)
-
-        def evaluate(model):
-            out = model(xv).float()
-            return {"loss": float(loss_fn(out, yv)),
-                    **valid_figures(self._output(problem.task, self._outputs(out).cpu().numpy(), scale))}
-
-        def batches(epoch: int):  # a function of (seed, epoch) only: a resumed fold sees the same data
-            generator = torch.Generator().manual_seed(seed * 1000 + epoch)
-            order = torch.randperm(len(xt), generator=generator)
-            for start in range(0, len(xt), cfg.batch_size):
-                index = order[start:start + cfg.batch_size]
-                yield xt[index], yt[index]
-
-        settings = TrainSettings(epochs=cfg.epochs, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                 optimizer=cfg.optimizer, schedule=cfg.schedule, warmup_epochs=cfg.warmup_epochs,
-                                 patience=cfg.patience, monitor="loss", keep=cfg.keep)
-        steps = (len(xt) + cfg.batch_size - 1) // cfg.batch_size
-        with cpu_threads(self.THREADS):
-            result = fit_network(net, batches, steps, loss_fn, evaluate, settings, device, desc=desc, resume=resume)
-        net.load_state_dict(result.best_state)
-        return NetworkModel(net, scale, problem.task), {"best_epoch": result.best_epoch, "history": result.history}
-
-    def predict(self, fitted, x, device):
-        fitted.net.eval()
-        x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-        outs = []
-        with torch.no_grad(), cpu_threads(self.THREADS):
-            for start in range(0, len(x), self.PREDICT_ROWS):
-                outs.append(self._raw(fitted.net, x[start:start + self.PREDICT_ROWS].to(device)))
-        if not outs:
-            return self._output(fitted.task, np.zeros((0, 1, 1)), fitted.scale)[:0]
-        return self._output(fitted.task, np.concatenate(outs), fitted.scale)
-
-    def save(self, fitted, folder):
-        return fitted.net.state_dict(), {"target_scale": list(fitted.scale)}
-
-    def load(self, cfg, problem, folder, tensors, meta, device):
-        net = self.build(cfg, problem, int(meta["n_features"]), self.saved_bins(cfg, tensors, str(folder)))
-        problem_text = checkpoint.mismatch(net, tensors)
-        if problem_text is not None:
-            raise UserError(f"{folder}: weights do not fit the {self.name} in its config ({problem_text})")
-        net.load_state_dict(tensors)
-        net.to(device)
-        return NetworkModel(net, tuple(meta["target_scale"]), problem.task)
-
-    def saved_bins(self, cfg, tensors, where: str):
-        return None
-
-
-class MLP(Network):
-    name, config = "mlp", MLPConfig
-    description = "a torch MLP (with a linear skip) trained by pipelines.training.fit"
-
-    def build(self, cfg, problem, n_features, bins=None):
-        return MLPNet(n_features, cfg.hidden, problem.outputs, cfg.dropout, cfg.skip_linear)
-
-
-class TabM(Network):
-    name, config = "tabm", TabMConfig
-    description = "TabM: k MLPs sharing their weights (BatchEnsemble), plain or with piecewise-linear embeddings"
-    members_axis = True
+    def __init__(self, name: str, config: type, description: str, check: Callable | None = None):
+        self.name, self.config, self.description, self._check = name, config, description, check
 
     def check(self, cfg, where: str) -> None:
-        if len(set(cfg.hidden)) != 1:
-            raise UserError(f"{where}: tabm's blocks share one width; hidden: {cfg.hidden} has several")
+        if self._check is not None:
+            self._check(cfg, where)
+        self.code()   # torch is installed (one line otherwise), before any run exists
 
-    def bins(self, cfg, x):
-        # every column taking more than two values (numeric ones; one-hot and indicator columns take two)
-        return networks.compute_bins(x, cfg.n_bins) if cfg.num_embeddings == "pwl" else None
+    def code(self) -> Family:
+        try:
+            from . import neural
+        except ModuleNotFoundError as exc:
+            if exc.name and exc.name.split(".")[0] in ("torch", "tabm", "rtdl_num_embeddings"):
+                raise UserError(f"model {self.name} needs {exc.name.split('.')[0]}, which is not installed: "
+                                f"pip install 'pipelines[nn]'") from None
+            raise
+        return neural.FAMILIES[self.name]
 
-    def saved_bins(self, cfg, tensors, where):
-        return networks.bins_from_state(tensors, where) if cfg.num_embeddings == "pwl" else None
+    def fit(self, *args, **kwargs):
+        return self.code().fit(*args, **kwargs)
 
-    def build(self, cfg, problem, n_features, bins=None):
-        if cfg.num_embeddings == "pwl" and bins is None:
-            raise UserError("tabm with num_embeddings: pwl needs the fold's bins")
-        return networks.TabMNet(n_features, cfg.tabm_k, len(cfg.hidden), cfg.hidden[0], cfg.dropout, cfg.skip_linear,
-                                bins, cfg.d_embedding, n_out=problem.outputs)
+    def predict(self, *args, **kwargs):
+        return self.code().predict(*args, **kwargs)
+
+    def save(self, *args, **kwargs):
+        return self.code().save(*args, **kwargs)
+
+    def load(self, *args, **kwargs):
+        return self.code().load(*args, **kwargs)
+
+
+def _one_width(cfg, where: str) -> None:
+    if len(set(cfg.hidden)) != 1:
+        raise UserError(f"{where}: tabm's blocks share one width; hidden: {cfg.hidden} has several")
 
 
 REGISTRY: dict[str, Family] = {}
@@ -720,7 +591,10 @@ def register(family: Family) -> Family:
     return family
 
 
-for _family in (Linear(), LightGBM(), CatBoost(), Forest(), MLP(), TabM()):
+for _family in (Linear(), LightGBM(), CatBoost(), Forest(),
+                NeedsTorch("mlp", MLPConfig, "a torch MLP (with a linear skip) trained by pipelines.training.fit"),
+                NeedsTorch("tabm", TabMConfig, "TabM: k MLPs sharing their weights (BatchEnsemble), plain or with "
+                                               "piecewise-linear embeddings", _one_width)):
     register(_family)
 
 

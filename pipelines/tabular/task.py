@@ -39,7 +39,7 @@ from ..device import resolve
 from ..errors import UserError
 from ..notes import say
 from ..progress import fold_label
-from ..training import Resume
+from ..train_state import Resume
 from . import data, metrics, models
 from .preprocess import Preprocessor
 from .spec import Spec
