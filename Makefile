@@ -15,6 +15,8 @@ KAGGLE      ?=
 TRACK       ?=
 WAIT        ?=
 RUNS        ?=
+OUT         ?=
+BASE        ?=
 METHOD      ?= weights
 TRIALS      ?= 20
 SEARCH      ?=
@@ -36,7 +38,7 @@ _torchrun = $(VENV)/bin/torchrun --nproc_per_node=$(NPROC)
 _launch = $(if $(filter-out 1,$(NNODES)),$(_torchrun) --nnodes=$(NNODES) --node_rank=$(NODE_RANK) \
 	--master_addr=$(MASTER_ADDR) --master_port=$(MASTER_PORT),$(if $(filter-out 1,$(NPROC)),$(_torchrun) --standalone,$(PY)))
 
-.PHONY: all setup test data prepare train train-house train-catsdogs sweep submit leaderboard report blend blend-house bench demo clean help
+.PHONY: all setup test data prepare train train-house train-catsdogs sweep export submit leaderboard report blend blend-house bench demo clean help
 
 all: setup demo  ## set up if needed, then run the main job on the built-in data
 
@@ -74,6 +76,11 @@ train-catsdogs: setup  ## k-fold training for Dogs vs. Cats (EXP=...; NPROC=N [N
 
 sweep: setup  ## Optuna search of EXP's keys, TRIALS runs: SEARCH="lr=1e-4:1e-2:log dropout=[0.1,0.3]" (resumes; README)
 	$(PY) -m pipelines sweep $(COMP) $(_config) --trials $(TRIALS) $(_search) $(_data) --device $(DEVICE) $(_track) $(ARGS)
+
+export: setup  ## RUN of COMP as a bundle that predicts offline in OUT (BASE=FREEZE.txt: wheels only for what that pip freeze lacks)
+	@test -n "$(RUN)" || { echo "error: RUN=... is required (see make leaderboard)"; exit 2; }
+	@test -n "$(OUT)" || { echo "error: OUT=... is required (a new folder for the bundle)"; exit 2; }
+	$(PY) -m pipelines export $(COMP) --run $(RUN) --out $(OUT) $(if $(BASE),--base $(BASE),) $(ARGS)
 
 submit: setup  ## validated Kaggle CSV for RUN (RUN=best: the best CV): submissions/COMP/RUN.csv; KAGGLE=1 uploads it (WAIT=SECONDS for the score)
 	@test -n "$(RUN)" || { echo "error: RUN=... is required (see make leaderboard)"; exit 2; }

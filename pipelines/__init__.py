@@ -1,13 +1,13 @@
 """pipelines: Kaggle competitions from raw download to a scored submission.
 
 The Python API (pipelines/api.py): `import pipelines as pl`, then pl.train, pl.predict, pl.submit,
-pl.blend, pl.prepare, pl.run, pl.leaderboard; imported on first use, so `python -m pipelines`
+pl.export, pl.blend, pl.prepare, pl.run, pl.leaderboard; imported on first use, so `python -m pipelines`
 starts as fast as before.
 """
 
 __version__ = "0.1.0"
 
-API = ("prepare", "train", "predict", "submit", "blend", "run", "leaderboard", "load", "Run")
+API = ("prepare", "train", "predict", "submit", "export", "blend", "run", "leaderboard", "load", "Run")
 
 
 def __getattr__(name: str):

@@ -324,6 +324,17 @@ def submit(competition: str, run: str = "best", *, out: str | Path | None = None
     return path
 
 
+def export(competition: str, run: str, out: str | Path, *, base: str | Path | None = None, wheels: bool = True,
+           quiet: bool = False) -> Path:
+    """Write run `run` (a blend: with its members) as a bundle that predicts offline (pipelines/bundle.py):
+    the runs, the spec, wheels/ (with `base`, a pip freeze: only what it lacks), predict.py and an
+    inference notebook; returns the bundle's folder."""
+    from . import bundle
+
+    with _call(quiet):
+        return bundle.export(str(competition), run, out, base=base, wheels=wheels, quiet=quiet)
+
+
 def blend(competition: str, runs: Sequence[str], *, method: str = "weights", name: str | None = None,
           restart: bool = False, quiet: bool = False, track: str | None = None) -> Run:
     """Blend finished runs that share their folds into a new run (mean, fitted weights or a stack;

@@ -16,6 +16,8 @@ VERBS = {
     "train": "train k folds, save a checkpoint per fold, predict the test set, record the run",
     "predict": "predict a test file or folder from a run's fold checkpoints (no retraining)",
     "submit": "write the run's validated Kaggle submission to submissions/<competition>/<run>.csv",
+    "export": "write a run (a blend: with its members) as a bundle that predicts offline: wheels, predict.py, "
+              "a notebook",
     "leaderboard": "print every recorded run, best CV first",
     "kaggle-scores": "read the public scores of this project's Kaggle submissions back into the registry",
     "report": "write the run's report (report.md and plots) to runs/<competition>/<run>/report/",
@@ -141,6 +143,14 @@ def build_parser() -> argparse.ArgumentParser:
             _device(sub)
         elif verb == "report":
             sub.add_argument("--run", required=True, help=RUN_HELP)
+        elif verb == "export":
+            sub.add_argument("--run", required=True, help=RUN_HELP)
+            sub.add_argument("--out", required=True, help="the bundle's folder (new or empty)")
+            sub.add_argument("--base", metavar="FREEZE.txt",
+                             help="`pip freeze --all` of the machine that will predict (e.g. Kaggle's image): wheels "
+                                  "only for what it lacks or pins to another version")
+            sub.add_argument("--no-wheels", action="store_true",
+                             help="no wheels/ (the machine already has this version of the package installed)")
         elif verb == "submit":
             sub.add_argument("--run", required=True, help=RUN_HELP)
             sub.add_argument("--out", help="default: submissions/<competition>/<run>.csv")
@@ -223,6 +233,7 @@ def _dispatch(args) -> int:
             print(leaderboard.show(name, markdown=args.markdown, config=args.config))
             return 0
         comp = competition.load(args.competition)
+        args.competition_given = args.competition   # export: a spec's path finds its file
         args.competition = comp.name  # a spec file's path names its competition from here on
         if getattr(args, "track", None):
             from . import tracking
@@ -244,6 +255,9 @@ def _dispatch(args) -> int:
             return 0
         if args.verb == "predict":
             api.predict(comp.name, args.run, args.test, args.out, device=args.device, quiet=args.quiet)
+            return 0
+        if args.verb == "export":
+            api.export(args.competition_given, args.run, args.out, base=args.base, wheels=not args.no_wheels, quiet=args.quiet)
             return 0
         if args.verb == "submit":
             api.submit(comp.name, args.run, out=args.out, kaggle=args.kaggle, wait=args.wait, quiet=args.quiet)

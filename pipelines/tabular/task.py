@@ -307,6 +307,12 @@ def predict(run_dir: str | Path, test_path: str | Path, device: str = "auto") ->
     frame = data.read_table(test_path, spec_meta["id"], say=say, keep=features)
     if spec_meta.get("plugin"):
         plugin_path = Path(spec_meta["plugin"])
+        if not plugin_path.is_file():  # moved with its spec into the folder of specs (an exported bundle's)
+            from .. import specs
+
+            moved = specs.user_folder() / plugin_path.name
+            if moved.is_file() and plugins.sha(moved) == spec_meta.get("plugin_sha"):
+                plugin_path = moved
         if not plugin_path.is_file() or plugins.sha(plugin_path) != spec_meta.get("plugin_sha"):
             what = "is gone" if not plugin_path.is_file() else "has changed"
             raise UserError(f"{plugin_path}: the plugin run {run_dir.name} was trained with {what}; predict needs "
