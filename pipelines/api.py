@@ -218,7 +218,8 @@ def _train_preset(competition: str, preset: str, time_limit: float | None, data,
     if workers > 1:
         say(f"--preset {preset}: {workers} members at a time, one process each (one thread each)")
     jobs = [(str(competition), member, None if data is None else str(data), f"{prefix}-{member.name}", device,
-             restart, deadline) for member in plan.members]
+             restart, presets.Slot(deadline, len(plan.members) - index - 1, workers))
+            for index, member in enumerate(plan.members)]
     done = presets.outcomes(preset_member, jobs, workers, quiet)
     lines = [f"  {member.name}: {done[member.name]['line']}" for member in plan.members]
     finished = [run(comp.name, done[member.name]["run"]) for member in plan.members
@@ -242,16 +243,16 @@ def _train_preset(competition: str, preset: str, time_limit: float | None, data,
 
 
 def preset_member(competition: str, member, data: str | None, run_name: str, device: str, restart: bool,
-                  deadline: float, quiet: bool = True, capture: bool = False) -> dict:
-    """One member of a preset, trained within the deadline (in this process or a worker's):
-    {member, run, status (done, stopped, skipped, failed), line (one line saying what happened),
-    output (what training printed, when captured)}."""
+                  slot, quiet: bool = True, capture: bool = False) -> dict:
+    """One member of a preset, trained within the preset's deadline, its boosted trees within the
+    member's share of the time left (presets.Slot; in this process or a worker's): {member, run, status (done, stopped, skipped, failed), line (one line
+    saying what happened), output (what training printed, when captured)}."""
     import io
 
     from . import budget
 
     outcome = {"member": member.name, "run": run_name, "output": ""}
-    if deadline - time.monotonic() < 1.0:
+    if slot.deadline - time.monotonic() < 1.0:
         return {**outcome, "status": "skipped", "line": "skipped, no time left"}
     started = time.monotonic()
     buffer = io.StringIO()
@@ -259,7 +260,7 @@ def preset_member(competition: str, member, data: str | None, run_name: str, dev
         if capture:
             stack.enter_context(contextlib.redirect_stdout(buffer))
         try:
-            with budget.until(deadline):
+            with budget.until(slot.deadline), budget.boosting_until(slot.member_deadline(started)):
                 trained = train(competition, member.config, data=data, name=run_name, overrides=member.overrides,
                                 device=device, restart=restart, quiet=quiet)
         except budget.OutOfTime as exc:

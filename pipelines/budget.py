@@ -4,7 +4,8 @@ Inside the block the long loops ask whether they may go on: `check()` (every boo
 network epoch and before each fold) raises `OutOfTime` once the deadline has passed, and
 `kfold.run` refuses to start a fold that the folds before it say will not fit (`before_fold`).
 What was finished stays on disk (a fold's predictions, a network's last epoch), so a run stopped
-this way resumes like an interrupted one. Outside a block every call is a no-op: training without
+this way resumes like an interrupted one. Boosted trees do not stop at the deadline: each fold ends
+its boosting at its share of the time left (`share_spent`) and keeps the trees it has. Outside a block every call is a no-op: training without
 a budget is unchanged.
 
 The deadline is a `time.monotonic()` value held in a context variable, so it holds for the call
@@ -21,6 +22,11 @@ from typing import Iterator
 
 _deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("pipelines_deadline", default=None)
 _folds_after: contextvars.ContextVar[int] = contextvars.ContextVar("pipelines_folds_after", default=0)
+# an earlier deadline that only boosting's fold shares count to (boosting_until)
+_boosting: contextvars.ContextVar[float | None] = contextvars.ContextVar("pipelines_boosting", default=None)
+# (start, end) of the fold in training: its share of the time left, shared equally with the folds after it
+_fold_share: contextvars.ContextVar[tuple[float, float] | None] = contextvars.ContextVar("pipelines_fold_share",
+                                                                                         default=None)
 
 
 class OutOfTime(Exception):
@@ -70,11 +76,41 @@ def before_fold(fold: int, seconds_per_fold: list[float]) -> None:
 def fold(folds_after: int) -> Iterator[None]:
     """Within the block one fold trains, and `folds_after` more follow it in this call (kfold.run):
     what before_epoch projects from."""
-    token = _folds_after.set(max(0, int(folds_after)))
+    after = max(0, int(folds_after))
+    remaining, now, boosting = left(), time.monotonic(), _boosting.get()
+    if remaining is not None and boosting is not None:
+        remaining = min(remaining, boosting - now)
+    share = None if remaining is None else (now, now + max(remaining, 0.0) / (1 + after))
+    token, share_token = _folds_after.set(after), _fold_share.set(share)
     try:
         yield
     finally:
         _folds_after.reset(token)
+        _fold_share.reset(share_token)
+
+
+@contextlib.contextmanager
+def boosting_until(deadline: float | None) -> Iterator[None]:
+    """Within the block (and an `until` block), boosting's fold shares count to `deadline`, not to the
+    block's: a preset's member of boosted trees leaves the members after it their share, while a
+    network, which cannot stop early with a model, may still use all the time there is."""
+    token = _boosting.set(deadline)
+    try:
+        yield
+    finally:
+        _boosting.reset(token)
+
+
+def share_spent(fraction: float = 1.0) -> bool:
+    """Whether the fold in training has used `fraction` of its share of the time (what was left when
+    it started, to the boosting deadline if one is set, shared equally with the folds after it). Boosting stops adding trees there and keeps
+    those it has, so that every fold of a model that cannot reach its rounds in time still finishes
+    (models.py). False outside a budget or a fold."""
+    share = _fold_share.get()
+    if share is None:
+        return False
+    start, end = share
+    return time.monotonic() >= start + fraction * (end - start)
 
 
 def before_epoch(epoch: int, epochs: int, seconds: list[float], what: str = "training") -> None:

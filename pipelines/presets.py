@@ -7,9 +7,10 @@
 The competition says what its preset trains (`Competition.portfolio(preset, data) -> Plan`: the
 members in order, and how to blend them). `api.train(preset=...)` trains them, each as a normal
 run named `<prefix>-<member>` (resumable, on the leaderboard), one per core at a time (`outcomes`
-here: one process each, one thread each), within the budget (budget.py: a member that runs out
-of time stops at its next round, epoch or fold, keeps what it finished for a resume, and is left
-out), then blends the finished ones into the run `<prefix>` (out of fold, nested: blending.py),
+here: one process each, one thread each), within the budget (budget.py: boosted trees end each
+fold's boosting at its share of the member's share of the time left (`Slot`) and keep their
+trees; a network that would not finish in the time left stops at its next epoch or fold, keeps
+what it finished for a resume, and is left out), then blends the finished ones into the run `<prefix>` (out of fold, nested: blending.py),
 which `submit`, `predict` and `RUN=best` take.
 
 The budget is the whole command's: it counts from the start of the process (the command line) or
@@ -44,6 +45,22 @@ class Plan:
     members: tuple[Member, ...]
     method: str = "weights"
     note: str = ""
+
+
+@dataclass(frozen=True)
+class Slot:
+    """When a member must finish: the preset's `deadline` (time.monotonic()), and the member's
+    share of it (for its boosted trees), shared with the `after` members planned after it, which
+    `workers` processes train."""
+    deadline: float
+    after: int = 0
+    workers: int = 1
+
+    def member_deadline(self, now: float) -> float:
+        """The member's own deadline as it starts: an equal share of the time left with the members
+        its process is still to train (those after it, spread over the processes); the last ones
+        get what is left. Time a member leaves unused goes to those after it."""
+        return now + max(self.deadline - now, 0.0) / (1.0 + self.after / self.workers)
 
 
 def reserve(limit: float) -> float:

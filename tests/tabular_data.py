@@ -160,9 +160,10 @@ TABLES = {
 ORIGINAL = ("computers", "concrete", "churn", "credit", "penguins", "hpc")
 SELECTION = ORIGINAL + ("sacramento", "biomass", "attrition", "wells", "beps", "fishing")
 FIRST_FINAL = ("saratoga", "cps1988", "college", "stackoverflow", "titanic", "hmda", "chile", "yogurt", "olive")
-# the first final collection, once touched, chooses settings with the selection tables
-DEVELOPMENT = SELECTION + FIRST_FINAL
-FINAL = ("wage", "deliveries", "budgetfood", "caravan", "wachurn", "cells", "leaf", "wvs", "soup")
+SECOND_FINAL = ("wage", "deliveries", "budgetfood", "caravan", "wachurn", "cells", "leaf", "wvs", "soup")
+# a final collection, once touched, chooses settings with the selection tables
+DEVELOPMENT = SELECTION + FIRST_FINAL + SECOND_FINAL
+FINAL = SECOND_FINAL   # until the next collection is listed (docs/decisions.md), before it is measured
 
 
 @dataclass

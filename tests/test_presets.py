@@ -68,6 +68,74 @@ def test_a_network_stops_once_its_epochs_say_the_rest_will_not_fit():
                 budget.before_epoch(6, 10, [1.0] * 6)     # and two folds of 10 epochs after this one
 
 
+class Clock:
+    """budget.py's clock, moved by hand."""
+
+    def __init__(self, now=1000.0, step=0.0):
+        self.now, self.step = now, step
+
+    def __call__(self):
+        self.now += self.step
+        return self.now
+
+
+def test_each_fold_gets_an_equal_share_of_the_time_left(monkeypatch):
+    clock = Clock()
+    monkeypatch.setattr(budget.time, "monotonic", clock)
+    assert not budget.share_spent()                        # no budget: never
+    with budget.until(clock.now + 90):
+        assert not budget.share_spent()                    # no fold: never
+        with budget.fold(folds_after=2):                   # 90 s for 3 folds: 30 s for this one
+            clock.now += 13
+            assert not budget.share_spent(0.45) and not budget.share_spent()
+            clock.now += 1
+            assert budget.share_spent(0.45) and not budget.share_spent()
+            clock.now += 16
+            assert budget.share_spent()
+        with budget.fold(folds_after=1):                   # 60 s left for 2 folds
+            clock.now += 29
+            assert not budget.share_spent()
+            clock.now += 1
+            assert budget.share_spent()
+        with budget.boosting_until(clock.now + 20):        # a member's share: 20 of the 30 s left
+            with budget.fold(folds_after=1):               # 10 s for this fold
+                clock.now += 9
+                assert not budget.share_spent()
+                clock.now += 1
+                assert budget.share_spent() and budget.left() == pytest.approx(20)   # the deadline holds as it was
+
+
+@pytest.mark.parametrize("model", ["lightgbm", "catboost"])
+@pytest.mark.parametrize("refit", [False, True])
+def test_boosting_ends_at_its_share_of_the_time_and_keeps_its_trees(monkeypatch, model, refit):
+    """A fold that cannot reach its rounds in time is not lost: its boosting ends at its share (the
+    early-stopping fit at 45%, the refit at 90%) with the trees it has, and the model predicts."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 5))
+    y = x[:, 0] * 2 + rng.normal(scale=0.1, size=400)
+    problem = models.Problem("regression", 0)
+    cfg = models.build_config({"model": model, "n_estimators": 100_000, "lr": 0.001, "early_stopping": 100_000,
+                               "refit": refit}, "test")
+    family = models.get(model)
+    clock = Clock(step=0.01)                               # every look at the clock costs 10 ms
+    monkeypatch.setattr(budget.time, "monotonic", clock)
+    with budget.until(clock.now + 20), budget.fold(folds_after=0):
+        fitted, info = family.fit(cfg, problem, x, y, x, y, 0, "cpu", None, "fold 0", lambda p: {})
+        assert budget.left() > 0                           # ended before the deadline, not at it
+    trees = fitted.num_trees() if model == "lightgbm" else fitted.model.tree_count_
+    assert 0 < trees < 100_000
+    prediction = family.predict(fitted, x, "cpu")
+    assert np.corrcoef(prediction, y)[0, 1] > 0.5
+
+
+def test_a_member_gets_its_share_of_the_time_left_with_the_members_after_it():
+    slot = presets.Slot(deadline=160.0, after=5, workers=2)   # 5 more members on 2 processes
+    assert slot.member_deadline(100.0) == pytest.approx(100.0 + 60.0 / 3.5)
+    assert presets.Slot(160.0, after=0, workers=2).member_deadline(100.0) == 160.0   # the last: all that is left
+    assert presets.Slot(160.0, after=3, workers=1).member_deadline(100.0) == 115.0
+    assert presets.Slot(160.0, after=3, workers=1).member_deadline(170.0) == 170.0   # past the deadline: none
+
+
 def test_process_started_is_not_in_the_future():
     assert budget.process_started() <= time.monotonic()
 

@@ -294,18 +294,20 @@ class LightGBM(Family):
                                             cfg.subsample, cfg.l2, seed, cfg.threads, cfg.linear_tree,
                                             cfg.linear_lambda)
         x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-        callbacks = [_lightgbm_budget]
         if not cfg.early_stopping:
-            return lgb.train(params, lgb.Dataset(x, y), num_boost_round=cfg.n_estimators, callbacks=callbacks), {}
+            return lgb.train(params, lgb.Dataset(x, y), num_boost_round=cfg.n_estimators,
+                             callbacks=[_LightGBMBudget(SHARE_LAST)]), {}
         fit_rows, stop_rows = stopping_split(y, problem, cfg.stop_fraction, seed)
         data = lgb.Dataset(x[fit_rows], y[fit_rows])
         booster = lgb.train(params, data, num_boost_round=cfg.n_estimators,
                             valid_sets=[lgb.Dataset(x[stop_rows], y[stop_rows], reference=data)],
-                            callbacks=[*callbacks, lgb.early_stopping(cfg.early_stopping, verbose=False)])
+                            callbacks=[_LightGBMBudget(SHARE_FIRST if cfg.refit else SHARE_LAST),
+                                       lgb.early_stopping(cfg.early_stopping, verbose=False)])
         rounds = int(booster.best_iteration or cfg.n_estimators)
         if cfg.refit:
             rounds = refit_rounds(rounds, cfg.stop_fraction)
-            booster = lgb.train(params, lgb.Dataset(x, y), num_boost_round=rounds, callbacks=callbacks)
+            booster = lgb.train(params, lgb.Dataset(x, y), num_boost_round=rounds,
+                                callbacks=[_LightGBMBudget(SHARE_LAST)])
         return booster, {"best_epoch": rounds}
 
     def predict(self, fitted, x, device):
@@ -352,22 +354,47 @@ def refit_rounds(rounds: int, stop_fraction: float) -> int:
     return max(1, int(round(rounds / (1.0 - stop_fraction))))
 
 
-def _lightgbm_budget(env) -> None:
-    """A LightGBM callback: stop (OutOfTime) when the time budget is spent (budget.py)."""
-    budget.check("lightgbm")
+# Under a time budget a fold's boosting ends at these fractions of the fold's share of the time
+# (budget.share_spent), keeping the trees it has: the early-stopping fit of a refit config at the
+# first, a refit or a fit with nothing after it at the last (the rest is for predicting and saving).
+SHARE_FIRST, SHARE_LAST = 0.45, 0.9
+
+
+class _LightGBMBudget:
+    """A LightGBM callback: OutOfTime at the deadline (budget.py); at `fraction` of the fold's share
+    of the time it ends the boosting as early stopping does, keeping the trees up to the best round
+    on the early-stopping rows (every round without them)."""
+    def __init__(self, fraction: float):
+        self.fraction, self.best = fraction, None
+        self.order = 5   # before early stopping's callback (30): LightGBM runs them by this
+
+    def __call__(self, env) -> None:
+        import lightgbm as lgb
+
+        budget.check("lightgbm")
+        results = env.evaluation_result_list or []
+        if results:
+            score, higher = results[0][2], results[0][3]
+            if self.best is None or (score > self.best[1] if higher else score < self.best[1]):
+                self.best = (env.iteration, score, results)
+        if budget.share_spent(self.fraction):
+            iteration, _, best = self.best if self.best is not None else (env.iteration, None, results)
+            raise lgb.callback.EarlyStopException(iteration, best)
 
 
 class _CatBoostBudget:
-    """A CatBoost callback: stops training when the time budget is spent; raise_if_stopped() then
-    raises OutOfTime after fit returns (CatBoost's callbacks can only ask it to stop)."""
+    """A CatBoost callback: at `fraction` of the fold's share of the time it ends the boosting with
+    the trees it has (the best on the early-stopping rows, with use_best_model); at the deadline
+    too, and raise_if_stopped() then raises OutOfTime after fit returns (CatBoost's callbacks can
+    only ask it to stop)."""
 
-    def __init__(self):
-        self.stopped = False
+    def __init__(self, fraction: float = SHARE_LAST):
+        self.stopped, self.fraction = False, fraction
 
     def after_iteration(self, info) -> bool:
         left = budget.left()
         self.stopped = left is not None and left <= 0
-        return not self.stopped
+        return not (self.stopped or budget.share_spent(self.fraction))
 
     def raise_if_stopped(self) -> None:
         if self.stopped:
@@ -405,7 +432,7 @@ class CatBoost(Family):
         y = y_all = np.asarray(y, dtype=np.float64 if problem.task == "regression" else np.int64)
         seen = [] if problem.task == "regression" else sorted({int(v) for v in y})
         if problem.task == "regression" or len(seen) > 1:
-            stopping = _CatBoostBudget()
+            stopping = _CatBoostBudget(SHARE_FIRST if cfg.early_stopping and cfg.refit else SHARE_LAST)
             options: dict = {"callbacks": [stopping]}
             if cfg.early_stopping:
                 fit_rows, stop_rows = stopping_split(y, problem, cfg.stop_fraction, seed)
@@ -418,7 +445,7 @@ class CatBoost(Family):
             stopping.raise_if_stopped()
             if cfg.early_stopping and cfg.refit:
                 rounds = refit_rounds(int(model.get_best_iteration() or 0) + 1, cfg.stop_fraction)
-                model = build(rounds)
+                model, stopping = build(rounds), _CatBoostBudget(SHARE_LAST)
                 model.fit(x_all, y_all, callbacks=[stopping])
                 stopping.raise_if_stopped()
             if problem.task != "regression":
