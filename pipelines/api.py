@@ -245,8 +245,9 @@ def _train_preset(competition: str, preset: str, time_limit: float | None, data,
 def preset_member(competition: str, member, data: str | None, run_name: str, device: str, restart: bool,
                   slot, quiet: bool = True, capture: bool = False) -> dict:
     """One member of a preset, trained within the preset's deadline, its boosted trees within the
-    member's share of the time left (presets.Slot; in this process or a worker's): {member, run, status (done, stopped, skipped, failed), line (one line
-    saying what happened), output (what training printed, when captured)}."""
+    member's share of the time left (presets.Slot; in this process or a worker's): {member, run,
+    status (done, stopped, skipped, failed), line (one line saying what happened), output (what
+    training printed, when captured)}."""
     import io
 
     from . import budget

@@ -520,6 +520,23 @@ def _plan(competition: str, run_dir: Path, chain: frozenset) -> _Plan:
                  values["clip"], planned)
 
 
+def run_dirs(competition: str, run_dir: Path) -> list[Path]:
+    """The run's folder and, for a blend, each member's (members of members too), each once, as
+    `predict` checks and uses them (export: pipelines/bundle.py)."""
+    found = [Path(run_dir)]
+    if not is_blend_dir(found[0]):
+        return found
+
+    def walk(plan: _Plan) -> None:
+        for member_dir, _, sub in plan.members:
+            if member_dir.resolve() not in {f.resolve() for f in found}:
+                found.append(member_dir)
+            if sub is not None:
+                walk(sub)
+    walk(_plan(competition, found[0], frozenset({found[0].resolve()})))
+    return found
+
+
 def _predict_plan(ad, plan: _Plan, test: Path, device: str) -> pd.DataFrame:
     frames = []
     for member_dir, member_run, sub in plan.members:

@@ -5,8 +5,8 @@ network epoch and before each fold) raises `OutOfTime` once the deadline has pas
 `kfold.run` refuses to start a fold that the folds before it say will not fit (`before_fold`).
 What was finished stays on disk (a fold's predictions, a network's last epoch), so a run stopped
 this way resumes like an interrupted one. Boosted trees do not stop at the deadline: each fold ends
-its boosting at its share of the time left (`share_spent`) and keeps the trees it has. Outside a block every call is a no-op: training without
-a budget is unchanged.
+its boosting at its share of the time left (`share_spent`) and keeps the trees it has. Outside a
+block every call is a no-op: training without a budget is unchanged.
 
 The deadline is a `time.monotonic()` value held in a context variable, so it holds for the call
 that set it (and its threads' copies of the context) and leaves nothing behind.
@@ -103,9 +103,9 @@ def boosting_until(deadline: float | None) -> Iterator[None]:
 
 def share_spent(fraction: float = 1.0) -> bool:
     """Whether the fold in training has used `fraction` of its share of the time (what was left when
-    it started, to the boosting deadline if one is set, shared equally with the folds after it). Boosting stops adding trees there and keeps
-    those it has, so that every fold of a model that cannot reach its rounds in time still finishes
-    (models.py). False outside a budget or a fold."""
+    it started, to the boosting deadline if one is set, shared equally with the folds after it).
+    Boosting stops adding trees there and keeps those it has, so that every fold of a model that
+    cannot reach its rounds in time still finishes (models.py). False outside a budget or a fold."""
     share = _fold_share.get()
     if share is None:
         return False

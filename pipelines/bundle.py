@@ -43,7 +43,7 @@ MANIFEST = "bundle.json"
 def export(competition: str, run: str, out: str | Path, *, base: str | Path | None = None,
            wheels: bool = True, quiet: bool = False) -> Path:
     """Write the bundle (module docstring) for `run` of `competition` to the new folder `out`."""
-    from . import blending, specs
+    from . import specs
     from .competition import load as load_competition
 
     comp = load_competition(str(competition))
@@ -53,7 +53,7 @@ def export(competition: str, run: str, out: str | Path, *, base: str | Path | No
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"{out}: exists and is not an empty folder; choose a new --out")
     pinned = _read_base(Path(base)) if base else None
-    folders = _run_folders(comp.name, run_dir, blending)
+    folders = _run_folders(comp.name, run_dir)
     spec_file = specs.find(str(competition)) or specs.find(comp.name)   # None: a built-in competition
     extras = _extras(comp, folders, spec_file is None)
     needed = requirements(extras) if wheels else {}
@@ -108,20 +108,11 @@ def _extras(comp, folders: list[Path], builtin: bool) -> tuple[str, ...]:
     return ()
 
 
-def _run_folders(competition: str, run_dir: Path, blending) -> list[Path]:
-    """The run's folder, then (for a blend, recursively) each member's, each once."""
-    found = [run_dir]
-    record = run_records.load_run(run_dir)
-    if blending.is_blend(record):
-        plan = blending._plan(competition, run_dir, frozenset({run_dir.resolve()}))
+def _run_folders(competition: str, run_dir: Path) -> list[Path]:
+    """The run's folder, then (for a blend, recursively) each member's, each once; all in the home."""
+    from . import blending
 
-        def walk(plan):
-            for member_dir, _, sub in plan.members:
-                if member_dir.resolve() not in {f.resolve() for f in found}:
-                    found.append(member_dir)
-                if sub is not None:
-                    walk(sub)
-        walk(plan)
+    found = blending.run_dirs(competition, run_dir)
     outside = [f for f in found if f.resolve().parent != paths.runs_dir(competition).resolve()]
     if outside:
         raise UserError(f"run {outside[0]} is not in {paths.runs_dir(competition)}; export exports the runs "
@@ -145,7 +136,7 @@ def _copy_spec(spec_file: Path, folder: Path) -> None:
         source = (spec_file.parent / plugin).resolve()
         shutil.copy2(source, folder / source.name)
         values["plugin"] = source.name
-        text = yaml.safe_dump(values, sort_keys=False)
+        text = _yaml(values)
     _write(folder / f"{values['name']}.yaml", text)
 
 
@@ -173,22 +164,24 @@ def requirements(extras: tuple[str, ...] = ()) -> dict[str, str]:
     following each requirement through the installed distributions' own requirements and markers."""
     from packaging.requirements import Requirement
 
-    environment = _marker_environment()
+    from packaging.markers import default_environment
+
+    environment = default_environment()
     found: dict[str, str] = {}
     todo = [(DISTRIBUTION, tuple(extras))]
     seen: set[tuple[str, tuple]] = set()
     while todo:
         name, wanted = todo.pop()
-        key = (_canonical(name), tuple(sorted(wanted)))
-        if key in seen:
+        canonical = _canonical(name)
+        if (canonical, tuple(sorted(wanted))) in seen:
             continue
-        seen.add(key)
+        seen.add((canonical, tuple(sorted(wanted))))
         try:
-            dist = _installed() if _canonical(name) == DISTRIBUTION else metadata.distribution(name)
+            dist = _installed() if canonical == DISTRIBUTION else metadata.distribution(name)
         except metadata.PackageNotFoundError:
             raise UserError(f"{name} is needed but not installed here; install it, then export again") from None
-        if _canonical(name) != DISTRIBUTION:
-            found[_canonical(name)] = dist.version
+        if canonical != DISTRIBUTION:
+            found[canonical] = dist.version
         for line in dist.requires or []:
             requirement = Requirement(line)
             if requirement.marker is not None and not any(
@@ -196,12 +189,6 @@ def requirements(extras: tuple[str, ...] = ()) -> dict[str, str]:
                 continue
             todo.append((requirement.name, tuple(requirement.extras)))
     return dict(sorted(found.items()))
-
-
-def _marker_environment() -> dict[str, str]:
-    from packaging.markers import default_environment
-
-    return default_environment()
 
 
 def _read_base(path: Path) -> dict[str, str]:

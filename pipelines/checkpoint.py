@@ -48,17 +48,13 @@ def load(folder: str | Path, device: str | torch.device = "cpu") -> tuple[dict[s
     except json.JSONDecodeError:
         raise UserError(f"{meta_path}: not valid JSON") from None
     try:
-        from safetensors.torch import load_file as load_tensors
+        from safetensors.torch import load_file
+        options = {"device": str(device)}
     except ImportError:   # no torch here: numpy arrays
         from safetensors.numpy import load_file
-
-        def read():
-            return load_file(str(weights_path))
-    else:
-        def read():
-            return load_tensors(str(weights_path), device=str(device))
+        options = {}
     try:
-        state = read()
+        state = load_file(str(weights_path), **options)
     except Exception as exc:  # safetensors raises its own error types
         raise UserError(f"{weights_path}: cannot read weights ({exc})") from None
     return state, meta

@@ -257,7 +257,8 @@ def _dispatch(args) -> int:
             api.predict(comp.name, args.run, args.test, args.out, device=args.device, quiet=args.quiet)
             return 0
         if args.verb == "export":
-            api.export(args.competition_given, args.run, args.out, base=args.base, wheels=not args.no_wheels, quiet=args.quiet)
+            api.export(args.competition_given, args.run, args.out, base=args.base, wheels=not args.no_wheels,
+                       quiet=args.quiet)
             return 0
         if args.verb == "submit":
             api.submit(comp.name, args.run, out=args.out, kaggle=args.kaggle, wait=args.wait, quiet=args.quiet)

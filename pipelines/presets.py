@@ -10,8 +10,8 @@ run named `<prefix>-<member>` (resumable, on the leaderboard), one per core at a
 here: one process each, one thread each), within the budget (budget.py: boosted trees end each
 fold's boosting at its share of the member's share of the time left (`Slot`) and keep their
 trees; a network that would not finish in the time left stops at its next epoch or fold, keeps
-what it finished for a resume, and is left out), then blends the finished ones into the run `<prefix>` (out of fold, nested: blending.py),
-which `submit`, `predict` and `RUN=best` take.
+what it finished for a resume, and is left out), then blends the finished ones into the run
+`<prefix>` (out of fold, nested: blending.py), which `submit`, `predict` and `RUN=best` take.
 
 The budget is the whole command's: it counts from the start of the process (the command line) or
 of the call (Python), and `reserve(limit)` of it is kept for the blend and what follows the last

@@ -78,13 +78,13 @@ def _names(epoch: int) -> tuple[str, str]:
 
 def save(resume: Resume, epoch: int, tensors: dict[str, torch.Tensor], meta: dict) -> None:
     """Write the state after `epoch` completed epochs; keep the KEEP newest pairs."""
+    from safetensors.torch import save_file
+
     folder = Path(resume.folder)
     folder.mkdir(parents=True, exist_ok=True)
     now = time.monotonic()
     sync = now - _last_sync.get(str(folder), -math.inf) >= SYNC_EVERY_S
     token = secrets.token_hex(8)
-    from safetensors.torch import save_file
-
     weights_name, meta_name = _names(epoch)
     tensors = _unshared(tensors)
     atomic.write_with(folder / weights_name, lambda tmp: save_file(tensors, str(tmp), metadata={"token": token}),

@@ -587,8 +587,10 @@ class NeedsTorch(Family):
             from . import neural
         except ModuleNotFoundError as exc:
             if exc.name and exc.name.split(".")[0] in ("torch", "tabm", "rtdl_num_embeddings"):
+                from ..device import NEEDS_TORCH
+
                 raise UserError(f"model {self.name} needs {exc.name.split('.')[0]}, which is not installed: "
-                                f"pip install 'pipelines[nn]'") from None
+                                f"{NEEDS_TORCH}") from None
             raise
         return neural.FAMILIES[self.name]
 

@@ -176,8 +176,9 @@ def _train(spec, cfg, family, dataset, problem, y_fit, how, fold_of_row, only_fo
                  "transform": how, "classes": target.classes}
     if spec.plugin:  # predict runs the same plugin, and only the same
         spec_meta.update(plugin=spec.plugin, plugin_sha=plugins.sha(spec.plugin))
-    if fold_scheme(spec) != "stratified":  # time order: predict takes the latest fold's model, as training did
-        spec_meta["folds_scheme"] = fold_scheme(spec)
+    scheme = fold_scheme(spec)
+    if scheme != "stratified":  # time order: predict takes the latest fold's model, as training did
+        spec_meta["folds_scheme"] = scheme
 
     def fit_fold(fold: int, train_index: np.ndarray, valid_index: np.ndarray) -> kfold.FoldOutput:
         seed = cfg.seed + 100 * fold
@@ -255,7 +256,7 @@ def _train(spec, cfg, family, dataset, problem, y_fit, how, fold_of_row, only_fo
                       extra={"dataset": dataset.train_path.parent.name, "engine": ENGINE, "task": spec.task,
                              "classes": target.classes, "submission": spec.submission,
                              "spec": str(spec.path) if spec.path else None,
-                             "resumed_folds": result.resumed_folds, "folds_scheme": fold_scheme(spec),
+                             "resumed_folds": result.resumed_folds, "folds_scheme": scheme,
                              **metrics.threshold_record(spec.task, spec.metric, truth,
                                                         to_output(how, result.oof_prediction))},
                       data={"train": str(dataset.train_path),
