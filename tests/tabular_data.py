@@ -204,6 +204,9 @@ TABLES = {
     "mode": Table("Ecdat", "Mode", {
         "name": "mode", "kind": "tabular", "id": "Id", "target": "choice", "task": "multiclass",
         "metric": "accuracy", "submission": "label"}, "travel mode chosen (4) from each mode's cost and time"),
+    "gsoep9402": Table("AER", "GSOEP9402", {
+        "name": "gsoep9402", "kind": "tabular", "id": "Id", "target": "school", "task": "multiclass",
+        "metric": "accuracy", "submission": "label"}, "German children's secondary school (3), 1994-2002"),
     "car": Table("Ecdat", "Car", {
         "name": "car", "kind": "tabular", "id": "Id", "target": "choice", "task": "multiclass",
         "metric": "logloss", "submission": "probabilities"}, "car chosen (6) from the six offered's attributes"),
@@ -224,7 +227,7 @@ SECOND_FINAL = ("wage", "deliveries", "budgetfood", "caravan", "wachurn", "cells
 # a final collection, once touched, chooses settings with the selection tables
 THIRD_FINAL = ("default", "creditcard", "oj", "housing", "salaries", "males", "caschools", "glass", "womenlf")
 DEVELOPMENT = SELECTION + FIRST_FINAL + SECOND_FINAL + THIRD_FINAL
-FOURTH_FINAL = ("carseats", "cps1985", "nmes1988", "resumenames", "benefits", "swisslabor", "heating", "mode", "car")
+FOURTH_FINAL = ("carseats", "cps1985", "nmes1988", "resumenames", "benefits", "swisslabor", "heating", "gsoep9402", "car")
 FINAL = FOURTH_FINAL
 
 
