@@ -17,7 +17,8 @@ Under a time limit (what the preset meets; the members that finish depend on it)
       runs `train SPEC --preset best --time-limit T` on each table (selection and the first final
       collection, DEVELOPMENT) and appends to OUT/budget-T.jsonl each finished member's CV and
       held-out score, and, for each of BUDGET_PORTFOLIOS, the nested-weights blend of its members
-      that finished (CV, held-out) and its best run by CV (held-out)
+      that finished (CV, held-out) and its best run by CV (held-out); `result`: the preset's own
+      run (with time to spare, the blend of its members' repeats; `five+et` is its first round)
   .venv/bin/python benchmarks/portfolio.py budget-select OUT --time 60
       leave one table out: the portfolio and the rule (submit the blend, or the best run by CV)
       with the best mean rank of held-out score on the other tables, scored on the left-out one
@@ -35,6 +36,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -260,8 +262,16 @@ def budget(out: Path, seconds: float, tables: list[str]) -> None:
                 members[best]["cv"], members[best]["held_out"])
             portfolios[name] = {"members": finished, "cv": cv, "held_out": held, "best-cv": best_held,
                                 "best_run": best if best_held != held or best_cv != cv else "blend"}
+        # what the preset itself made: with time to spare, the blend of its members' repeats (whose
+        # first round is the `five+et` blend above); rounds: the most repeats of a member
+        result_dir = home / "runs" / spec.name / "preset-best"
+        rounds = [int(m.group(1)) for p in result_dir.parent.glob("preset-best-r*-*")
+                  if (m := re.fullmatch(r"preset-best-r(\d+)-.+", p.name))]
+        result = {"cv": pl.run(str(laid.spec_path), "preset-best").cv, "rounds": max(rounds, default=1),
+                  "held_out": _held_out(td, laid, spec, result_dir, out, f"{table}-result")}
         row = {"table": table, "metric": spec.metric, "greater_is_better": spec.greater_is_better,
                "rows": laid.train_rows, "wall_s": round(wall, 1), "members": members, "portfolios": portfolios,
+               "result": result,
                "summary": [line for line in trained.stdout.splitlines() if line.startswith(("--preset", "  "))]}
         with log.open("a") as f:
             f.write(json.dumps(row) + "\n")

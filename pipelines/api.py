@@ -222,24 +222,79 @@ def _train_preset(competition: str, preset: str, time_limit: float | None, data,
             for index, member in enumerate(plan.members)]
     done = presets.outcomes(preset_member, jobs, workers, quiet)
     lines = [f"  {member.name}: {done[member.name]['line']}" for member in plan.members]
-    finished = [run(comp.name, done[member.name]["run"]) for member in plan.members
-                if done[member.name]["status"] == "done"]  # in the plan's order, however they finished
-    if not finished:
+    members = [member for member in plan.members if done[member.name]["status"] == "done"]
+    if not members:
         for line in lines:
             say(line)
         raise UserError(f"--preset {preset}: no member finished within --time-limit {time_limit:g}; give it more time")
-    if len(finished) == 1:
-        result = finished[0]
-        lines.append(f"  one member finished: run {result.name} is the result")
-    else:
-        result = blend(comp.name, [r.name for r in finished], method=plan.method, name=prefix, restart=True,
-                       quiet=quiet)
-        lines.append(f"  blend ({plan.method}, out of fold): CV {result.metric} {result.cv:.5f} (run {result.name})")
-    print(f"--preset {preset} on {comp.name}: {len(finished)} of {len(plan.members)} members in "
+    repeats = {m.name: [run(comp.name, done[m.name]["run"])] for m in members}  # in the plan's order
+    seconds = {m.name: done[m.name]["seconds"] for m in members}
+    if plan.rounds > 1 and len(members) > 1 and _fits(deadline, min(seconds.values())):
+        _repeat(comp, competition, plan, members, repeats, seconds, data, prefix, device, restart, deadline,
+                workers, quiet, lines)
+    final = []
+    for member in members:
+        runs_of = repeats[member.name]
+        if len(runs_of) == 1:
+            final.append(runs_of[0])
+            continue
+        final.append(blend(comp.name, [r.name for r in runs_of], method="mean", name=f"{prefix}-{member.name}-bag",
+                           restart=True, quiet=quiet))
+        lines.append(f"  {member.name}: {len(runs_of)} repeats averaged: CV {final[-1].metric} {final[-1].cv:.5f} "
+                     f"(run {final[-1].name})")
+    result = _round_result(comp.name, final, prefix, plan.method, quiet)
+    lines.append(f"  one member finished: run {result.name} is the result" if len(final) == 1 else
+                 f"  blend ({plan.method}, out of fold): CV {result.metric} {result.cv:.5f} (run {result.name})")
+    print(f"--preset {preset} on {comp.name}: {len(members)} of {len(plan.members)} members in "
           f"{time.monotonic() - started:.0f} s of {time_limit:.0f} s")
     for line in lines:
         print(line)
     return result
+
+
+def _fits(deadline: float, seconds: float) -> bool:
+    """Whether a member that took `seconds` the first time fits again in the time left (with a margin)."""
+    from . import presets
+
+    return deadline - time.monotonic() >= presets.ROUND_MARGIN * seconds
+
+
+def _repeat(comp, competition: str, plan, members: list, repeats: dict, seconds: dict, data, prefix: str,
+            device: str, restart: bool, deadline: float, workers: int, quiet: bool, lines: list) -> None:
+    """Time to spare (presets.Plan.rounds): the members the first round's blend weighs, cheapest
+    first, trained again with new folds and seeds, round after round, each member only while it fits
+    in the time left; appends each repeat's Run to repeats[member]."""
+    from . import presets
+
+    first = _round_result(comp.name, [repeats[m.name][0] for m in members], f"{prefix}-r1", plan.method, quiet)
+    weighed = {row["run"] for row in first.info["blend"]["members"] if row["weight"] > 0}
+    lines.append(f"  round 1: CV {first.metric} {first.cv:.5f} (run {first.name})")
+    wanted = sorted([m for m in members if repeats[m.name][0].name in weighed], key=lambda m: seconds[m.name])
+    for number in range(2, plan.rounds + 1):
+        chosen = [m for m in wanted if _fits(deadline, seconds[m.name])]
+        if not chosen:
+            break
+        begun = time.monotonic()
+        again = [presets.Member(m.name, m.config, {**m.overrides, "seed": number}) for m in chosen]
+        jobs = [(str(competition), member, None if data is None else str(data), f"{prefix}-r{number}-{member.name}",
+                 device, restart, presets.Slot(deadline, len(again) - index - 1, workers,
+                                               presets.ROUND_MARGIN * seconds[member.name]))
+                for index, member in enumerate(again)]
+        done = presets.outcomes(preset_member, jobs, workers, quiet)
+        finished = [m for m in again if done[m.name]["status"] == "done"]
+        for member in finished:
+            repeats[member.name].append(run(comp.name, done[member.name]["run"]))
+        lines.append(f"  round {number}, seed {number} (new folds): {len(finished)} of {len(again)} members again "
+                     f"({', '.join(m.name for m in finished) or 'none'}) in {time.monotonic() - begun:.0f} s")
+        if not finished:
+            break
+
+
+def _round_result(competition: str, finished: list, name: str, method: str, quiet: bool) -> Run:
+    """A round's result: the blend of its finished members as run `name`, or its one member's run."""
+    if len(finished) == 1:
+        return finished[0]
+    return blend(competition, [r.name for r in finished], method=method, name=name, restart=True, quiet=quiet)
 
 
 def preset_member(competition: str, member, data: str | None, run_name: str, device: str, restart: bool,
@@ -253,7 +308,7 @@ def preset_member(competition: str, member, data: str | None, run_name: str, dev
     from . import budget
 
     outcome = {"member": member.name, "run": run_name, "output": ""}
-    if slot.deadline - time.monotonic() < 1.0:
+    if slot.deadline - time.monotonic() < slot.needs:
         return {**outcome, "status": "skipped", "line": "skipped, no time left"}
     started = time.monotonic()
     buffer = io.StringIO()
@@ -273,7 +328,7 @@ def preset_member(competition: str, member, data: str | None, run_name: str, dev
     if trained is None:
         return {**outcome, "output": buffer.getvalue(), "status": "failed",
                 "line": "not recorded: another process still trains folds of it"}
-    return {**outcome, "output": buffer.getvalue(), "status": "done",
+    return {**outcome, "output": buffer.getvalue(), "status": "done", "seconds": time.monotonic() - started,
             "line": f"CV {trained.metric} {trained.cv:.5f} in {time.monotonic() - started:.0f} s (run {run_name})"}
 
 

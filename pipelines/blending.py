@@ -120,6 +120,11 @@ def fit_simplex(z: np.ndarray, target: np.ndarray, loss: str) -> np.ndarray:
     n, m = z.shape[:2]
     if m == 1:
         return np.ones(1)
+    if loss == "squared":
+        # the optimiser's tolerances are absolute: values in the thousands (a price) made it stop at
+        # its start, so they are fitted in units of the target's spread (the weights do not change)
+        scale = max(1.0, float(np.std(target)))
+        z, target = z / scale, target / scale
 
     def objective(w):
         s = weighted(z, w)
@@ -233,8 +238,10 @@ def _first_difference(a: np.ndarray, b: np.ndarray) -> int:
     return int(np.flatnonzero(a != b)[0])
 
 
-def check_members(ad, members: list[Member]) -> None:
-    """Refuse, in one line naming the first run at fault, members that cannot be blended."""
+def check_members(ad, members: list[Member], same_folds: bool = True) -> None:
+    """Refuse, in one line naming the first run at fault, members that cannot be blended.
+    same_folds=False (a plain mean, which fits nothing): members may have other fold assignments of
+    the same rows (repeated k-fold: each row's mean is still of predictions made without it)."""
     first = members[0]
     ids0 = first.folds["id"].astype(str).to_numpy()
     folds0 = first.folds["fold"].to_numpy()
@@ -254,7 +261,7 @@ def check_members(ad, members: list[Member]) -> None:
                 row = _first_difference(ids, ids0)
                 raise UserError(f"run {name}: different fold assignment from {first.name} "
                                 f"(folds.csv row {row + 2}: id {ids[row]}, not {ids0[row]})")
-            if (fold != folds0).any():
+            if same_folds and (fold != folds0).any():
                 row = _first_difference(fold, folds0)
                 raise UserError(f"run {name}: different fold assignment from {first.name} "
                                 f"(id {ids[row]} is in fold {fold[row]}, not {folds0[row]})")
@@ -264,12 +271,13 @@ def check_members(ad, members: list[Member]) -> None:
                                 f"(data.{ad.data_key} {train} vs {train0})")
         oof_ids = member.oof[ad.oof_id].astype(str).to_numpy()
         if len(oof_ids) != len(ids0) or (oof_ids != ids0).any() or \
-                (member.oof["fold"].to_numpy() != folds0).any():
+                (member.oof["fold"].to_numpy() != member.folds["fold"].to_numpy()).any():
             raise UserError(f"run {name}: {member.run_dir / 'oof.csv'} does not follow its folds.csv row by row")
         # fold -1: the first block of time-ordered folds, which no fold validates (folds.py)
-        empty = member.oof[ad.oof_columns(member.run)].isna().any(axis=1).to_numpy() & (folds0 >= 0)
+        own = member.folds["fold"].to_numpy()
+        empty = member.oof[ad.oof_columns(member.run)].isna().any(axis=1).to_numpy() & (own >= 0)
         if empty.any():
-            untrained = sorted({int(f) for f in folds0[empty]})
+            untrained = sorted({int(f) for f in own[empty]})
             raise UserError(f"run {name} did not train every fold: {int(empty.sum())} rows have no out-of-fold "
                             f"prediction (fold(s) {', '.join(map(str, untrained))}); retrain it without --folds")
     with_test = [m for m in members if m.test is not None]
@@ -289,7 +297,7 @@ def check_members(ad, members: list[Member]) -> None:
                                 f"(data.{ad.test_data_key} {test} vs {test0})")
 
 
-def load_members(competition: str, specs: list[str]) -> list[Member]:
+def load_members(competition: str, specs: list[str], same_folds: bool = True) -> list[Member]:
     ad = adapter(competition)
     if ad.not_blendable:
         raise UserError(ad.not_blendable)
@@ -303,7 +311,7 @@ def load_members(competition: str, specs: list[str]) -> list[Member]:
             raise UserError(f"run {member.name} is given twice ({seen[where]!r} and {spec!r})")
         seen[where] = spec
         members.append(member)
-    check_members(ad, members)
+    check_members(ad, members, same_folds)
     return members
 
 
@@ -317,7 +325,7 @@ def blend(competition: str, specs: list[str], method: str = DEFAULT_METHOD, name
         raise UserError(f"blend --method {method!r} is not one of {', '.join(METHODS)}")
     comp = _competition(competition)
     ad, metric = comp.blend, comp.metric.name
-    members = load_members(competition, specs)
+    members = load_members(competition, specs, same_folds=method != "mean")
     first = members[0]
     folds = first.folds["fold"].to_numpy()
     truth = ad.truth(first.oof, first.run)

@@ -147,7 +147,7 @@ class BlendSpace(abc.ABC):
 
     Members' values (a price, P(positive), ...) are mapped by `link` into the space where they
     are averaged with weights, and back by `unlink`; `fit_target` is the truth in that space for
-    the `loss` ("squared" or "logistic") the weights are fitted with; `stack` fits a linear model
+    the `loss` ("squared", "logistic" or "multinomial") the weights are fitted with; `stack` fits a linear model
     there. `mean` is the plain mean, in `mean_space`. `unlink(link(v))` gives v back for every
     value a submission accepts."""
 

@@ -13,6 +13,11 @@ trees; a network that would not finish in the time left stops at its next epoch 
 what it finished for a resume, and is left out), then blends the finished ones into the run
 `<prefix>` (out of fold, nested: blending.py), which `submit`, `predict` and `RUN=best` take.
 
+With time to spare, a plan with `rounds` blends the first round (run `<prefix>-r1`), trains the
+members that blend weighs again with new folds and seeds (repeated k-fold; runs
+`<prefix>-r<N>-<member>`), averages each member's repeats (`<prefix>-<member>-bag`, a plain mean,
+each row predicted without it) and blends those.
+
 The budget is the whole command's: it counts from the start of the process (the command line) or
 of the call (Python), and `reserve(limit)` of it is kept for the blend and what follows the last
 member. Figures (how far over it ran): docs/results.md, "Presets".
@@ -41,10 +46,18 @@ class Member:
 @dataclass(frozen=True)
 class Plan:
     """What a preset trains, in order, and how the finished members are blended (a blending.py
-    method), with a note on why these members (printed before training)."""
+    method), with a note on why these members (printed before training). `rounds` > 1: time left
+    once they are done trains the members the first blend weighs again, cheapest first, each
+    round with another `seed` (the configs' key for the fold assignment and the models' seeds),
+    each member while it fits in what is left; a member's repeats are averaged (a plain mean: each
+    row predicted without it), and the blend is of those averages."""
     members: tuple[Member, ...]
     method: str = "weights"
     note: str = ""
+    rounds: int = 1
+
+
+ROUND_MARGIN = 1.25   # a member is trained again only with this many times its first time left
 
 
 @dataclass(frozen=True)
@@ -55,6 +68,7 @@ class Slot:
     deadline: float
     after: int = 0
     workers: int = 1
+    needs: float = 1.0   # seconds it must have left to start at all
 
     def member_deadline(self, now: float) -> float:
         """The member's own deadline as it starts: an equal share of the time left with the members

@@ -179,6 +179,17 @@ def test_fit_simplex_matches_the_least_squares_optimum():
     assert blend.fit_simplex(z, target, "squared") == pytest.approx([1.0, 0.0], abs=1e-6)
 
 
+@pytest.mark.parametrize("scale", [1.0, 1e5])
+def test_fit_simplex_finds_the_optimum_whatever_the_targets_scale(scale):
+    """A salary in dollars as much as a log price: the optimiser's tolerances are absolute, and at
+    the scale of a price it used to stop at its start (the plain mean)."""
+    rng = np.random.default_rng(4)
+    target = scale * (1.0 + rng.normal(0, 0.2, 300))
+    z = np.column_stack([target + scale * rng.normal(0, s, 300) for s in (0.05, 0.2, 0.2)])
+    w = blend.fit_simplex(z, target, "squared")
+    assert w[0] > 0.8 and w.sum() == pytest.approx(1.0)
+
+
 def test_weights_and_stack_on_dogs_logits(home):
     rng = np.random.default_rng(2)
     latent = rng.normal(0, 2.5, 1000)
@@ -253,6 +264,12 @@ def test_refuses_runs_that_do_not_share_folds_or_data(home, house_truth, capsys)
     house_run("renamed", truth, pred, test, folds=folds, ids=ids)
     err = _refused(capsys, "a", "renamed")
     assert "run renamed" in err and "different fold assignment" in err and "id 9999" in err
+
+    # a plain mean fits nothing: runs of other folds over the same rows (repeated k-fold) average
+    assert main(["blend", HOUSE, "a", "moved", "--method", "mean", "--name", "bagged"]) == 0
+    capsys.readouterr()
+    bagged = pd.read_csv(paths.runs_dir(HOUSE) / "bagged" / "oof.csv")
+    assert bagged["oof_SalePrice"].to_numpy() == pytest.approx(pred, rel=1e-9)   # the same predictions twice
 
     house_run("otherdata", truth, pred, test, folds=folds, train_sha="train-2")
     err = _refused(capsys, "a", "otherdata")

@@ -205,6 +205,41 @@ def test_every_task_and_metric_gets_a_blend_and_a_submission(home, tmp_path, mon
     assert len(submission) == laid.test_rows
 
 
+def test_time_to_spare_trains_the_weighed_members_again_on_new_folds_and_blends_their_averages(
+        home, tmp_path, monkeypatch, capsys):
+    from pipelines.tabular import presets as tabular_presets
+
+    plan = Plan((Member("linear", "linear", {"folds": 3}),
+                 Member("lightgbm", "lightgbm", {"folds": 3, "n_estimators": 50})), rounds=3)
+    monkeypatch.setattr(tabular_presets, "portfolio", lambda spec, preset, data: plan)
+    monkeypatch.setenv("PIPELINES_PRESET_WORKERS", "1")
+    laid = layout("churn", tmp_path / "churn", rows=400)
+    result = pl.train(laid.spec_path, preset="best", time_limit=300, data=laid.folder)
+    out = capsys.readouterr().out
+    first = pl.run("churn", "preset-best-r1")                             # the first round's blend
+    weighed = [row["run"].removeprefix("preset-best-") for row in first.info["blend"]["members"] if row["weight"] > 0]
+    assert weighed and "round 2, seed 2 (new folds)" in out and "round 3, seed 3 (new folds)" in out
+    assert result.name == "preset-best" and result.info["blend"]["method"] == "weights"
+    blended = [row["run"] for row in result.info["blend"]["members"]]
+    assert blended == [f"preset-best-{m}-bag" if m in weighed else f"preset-best-{m}" for m in ("linear", "lightgbm")]
+    bag = pl.run("churn", f"preset-best-{weighed[0]}-bag")
+    assert bag.info["blend"]["method"] == "mean"
+    assert [row["run"] for row in bag.info["blend"]["members"]] == [
+        f"preset-best-{weighed[0]}", f"preset-best-r2-{weighed[0]}", f"preset-best-r3-{weighed[0]}"]
+    folds = [pd.read_csv(pl.run("churn", row["run"]).folder / "folds.csv")["fold"].to_numpy()
+             for row in bag.info["blend"]["members"]]
+    assert (folds[0] != folds[1]).any() and (folds[1] != folds[2]).any()  # other fold assignments
+    submitted = pd.read_csv(pl.submit("churn", "preset-best"))
+    predicted = pd.read_csv(pl.predict("churn", "preset-best", laid.folder / "test.csv", tmp_path / "p.csv"))
+    assert len(submitted) == laid.test_rows
+    assert predicted.iloc[:, 1].to_numpy() == pytest.approx(submitted.iloc[:, 1].to_numpy(), abs=1e-6)
+
+    monkeypatch.setattr(presets, "ROUND_MARGIN", 1e9)                     # nothing fits again: one blend, as before
+    alone = pl.train(laid.spec_path, preset="best", time_limit=300, data=laid.folder, name="once")
+    assert [m["run"] for m in alone.info["blend"]["members"]] == ["once-linear", "once-lightgbm"]
+    assert "round 2" not in capsys.readouterr().out
+
+
 def test_the_budget_is_the_whole_commands(home, penguins, cheap_plan, capsys):
     """A command that began long ago has no time left: nothing is trained, and it says so."""
     with pytest.raises(UserError, match="no member finished within --time-limit 20"):

@@ -25,6 +25,7 @@ MLP = Member("mlp", "mlp")
 TABM = Member("tabm-pwl", "tabm-pwl")
 
 BEST = (LINEAR, LIGHTGBM, CATBOOST, EXTRATREES, MLP, TABM)
+ROUNDS = 5  # at most: time to spare trains the best preset's members again with new folds (presets.Plan)
 FAST = (LINEAR, LIGHTGBM, CATBOOST)
 
 
@@ -32,5 +33,6 @@ def portfolio(spec: Spec, preset: str, data: str | Path | None) -> Plan:
     from .cli import SpecVerbs
 
     SpecVerbs(spec).data_dir(str(data) if data else None)  # one line when the data is not there
-    members = BEST if preset == "best" else FAST
-    return Plan(members, method="weights")
+    if preset == "best":
+        return Plan(BEST, method="weights", rounds=ROUNDS)
+    return Plan(FAST, method="weights")
