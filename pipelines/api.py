@@ -217,9 +217,8 @@ def _train_preset(competition: str, preset: str, time_limit: float | None, data,
     workers = presets.workers(len(plan.members))
     if workers > 1:
         say(f"--preset {preset}: {workers} members at a time, one process each (one thread each)")
-    jobs = [(str(competition), member, None if data is None else str(data), f"{prefix}-{member.name}", device,
-             restart, presets.Slot(deadline, len(plan.members) - index - 1, workers))
-            for index, member in enumerate(plan.members)]
+    jobs = _member_jobs(competition, plan.members, lambda m: f"{prefix}-{m.name}", data, device, restart,
+                        deadline, workers)
     done = presets.outcomes(preset_member, jobs, workers, quiet)
     lines = [f"  {member.name}: {done[member.name]['line']}" for member in plan.members]
     members = [member for member in plan.members if done[member.name]["status"] == "done"]
@@ -276,10 +275,8 @@ def _repeat(comp, competition: str, plan, members: list, repeats: dict, seconds:
             break
         begun = time.monotonic()
         again = [presets.Member(m.name, m.config, {**m.overrides, "seed": number}) for m in chosen]
-        jobs = [(str(competition), member, None if data is None else str(data), f"{prefix}-r{number}-{member.name}",
-                 device, restart, presets.Slot(deadline, len(again) - index - 1, workers,
-                                               presets.ROUND_MARGIN * seconds[member.name]))
-                for index, member in enumerate(again)]
+        jobs = _member_jobs(competition, again, lambda m: f"{prefix}-r{number}-{m.name}", data, device, restart,
+                            deadline, workers, needs=lambda m: presets.ROUND_MARGIN * seconds[m.name])
         done = presets.outcomes(preset_member, jobs, workers, quiet)
         finished = [m for m in again if done[m.name]["status"] == "done"]
         for member in finished:
@@ -288,6 +285,17 @@ def _repeat(comp, competition: str, plan, members: list, repeats: dict, seconds:
                      f"({', '.join(m.name for m in finished) or 'none'}) in {time.monotonic() - begun:.0f} s")
         if not finished:
             break
+
+
+def _member_jobs(competition: str, members: Sequence, name, data, device: str, restart: bool, deadline: float,
+                 workers: int, needs=lambda member: 1.0) -> list[tuple]:
+    """preset_member's arguments for each member, in order: its run `name(member)`, and its Slot (the
+    deadline, shared with the members after it; `needs(member)` seconds left to start at all)."""
+    from . import presets
+
+    return [(str(competition), member, None if data is None else str(data), name(member), device, restart,
+             presets.Slot(deadline, len(members) - index - 1, workers, needs(member)))
+            for index, member in enumerate(members)]
 
 
 def _round_result(competition: str, finished: list, name: str, method: str, quiet: bool) -> Run:
@@ -328,8 +336,9 @@ def preset_member(competition: str, member, data: str | None, run_name: str, dev
     if trained is None:
         return {**outcome, "output": buffer.getvalue(), "status": "failed",
                 "line": "not recorded: another process still trains folds of it"}
-    return {**outcome, "output": buffer.getvalue(), "status": "done", "seconds": time.monotonic() - started,
-            "line": f"CV {trained.metric} {trained.cv:.5f} in {time.monotonic() - started:.0f} s (run {run_name})"}
+    took = time.monotonic() - started
+    return {**outcome, "output": buffer.getvalue(), "status": "done", "seconds": took,
+            "line": f"CV {trained.metric} {trained.cv:.5f} in {took:.0f} s (run {run_name})"}
 
 
 def predict(competition: str, run: str, test: str | Path, out: str | Path, *, device: str = "auto",

@@ -173,9 +173,10 @@ def requirements(extras: tuple[str, ...] = ()) -> dict[str, str]:
     while todo:
         name, wanted = todo.pop()
         canonical = _canonical(name)
-        if (canonical, tuple(sorted(wanted))) in seen:
+        key = (canonical, tuple(sorted(wanted)))
+        if key in seen:
             continue
-        seen.add((canonical, tuple(sorted(wanted))))
+        seen.add(key)
         try:
             dist = _installed() if canonical == DISTRIBUTION else metadata.distribution(name)
         except metadata.PackageNotFoundError:
