@@ -137,7 +137,8 @@ PORTFOLIOS = {
 }
 
 
-def _blend_scores(out: Path, table: str, members: list[str], cache: dict) -> tuple[float, float]:
+def _blend_scores(out: Path, table: str, members: list[str], cache: dict,
+                  spec_changes: dict | None = None) -> tuple[float, float]:
     """(CV, held-out) of the nested weights blend of `members` on `table` (one member: its own)."""
     import pipelines as pl
     import tabular_data as td
@@ -145,7 +146,7 @@ def _blend_scores(out: Path, table: str, members: list[str], cache: dict) -> tup
 
     key = (table, tuple(sorted(members)))
     if key not in cache:
-        laid = td.layout(table, out / "data" / table)
+        laid = td.layout(table, out / "data" / table, spec_changes=spec_changes)
         spec = specs.load(laid.spec_path)
         name = "blend-" + hashlib.md5("+".join(key[1]).encode()).hexdigest()[:10]
         made = pl.blend(str(laid.spec_path), members, method="weights", name=name, restart=True, quiet=True)
@@ -216,7 +217,7 @@ BUDGET_PORTFOLIOS = {
 RULES = ("blend", "best-cv")
 
 
-def budget(out: Path, seconds: float, tables: list[str]) -> None:
+def budget(out: Path, seconds: float, tables: list[str], metric: str | None = None) -> None:
     import contextlib
     import io
     import subprocess
@@ -230,7 +231,10 @@ def budget(out: Path, seconds: float, tables: list[str]) -> None:
     for table in tables:
         if table in done:
             continue
-        laid = td.layout(table, out / "data" / table)
+        if metric and td.TABLES[table].spec["task"] != "regression":
+            continue
+        changes = {"metric": metric} if metric else None
+        laid = td.layout(table, out / "data" / table, spec_changes=changes)
         spec = specs.load(laid.spec_path)
         home = out / f"home-{seconds:g}" / table
         os.environ["PIPELINES_HOME"] = str(home)
@@ -255,7 +259,7 @@ def budget(out: Path, seconds: float, tables: list[str]) -> None:
         for name, wanted in BUDGET_PORTFOLIOS.items():
             finished = [m for m in wanted if m in members]
             with contextlib.redirect_stdout(io.StringIO()):
-                cv, held = (_blend_scores(out, table, [f"preset-best-{m}" for m in finished], cache)
+                cv, held = (_blend_scores(out, table, [f"preset-best-{m}" for m in finished], cache, changes)
                             if len(finished) > 1 else (members[finished[0]]["cv"], members[finished[0]]["held_out"]))
             best = min(finished, key=lambda m: sign * members[m]["cv"])
             best_cv, best_held = (cv, held) if sign * cv <= sign * members[best]["cv"] else (
@@ -371,6 +375,8 @@ def main(argv: list[str]) -> int:
     b.add_argument("out", type=Path)
     b.add_argument("--time", type=float, required=True)
     b.add_argument("--tables", nargs="+", default=list(td.DEVELOPMENT), choices=list(td.TABLES))
+    b.add_argument("--metric", choices=["rmse", "rmsle", "mae"],
+                   help="score every regression table by this metric (the others are left out)")
     bs = sub.add_parser("budget-select")
     bs.add_argument("out", type=Path)
     bs.add_argument("--time", type=float, required=True)
@@ -386,7 +392,7 @@ def main(argv: list[str]) -> int:
     elif args.verb == "measure":
         measure(args.out, args.tables, args.candidates)
     elif args.verb == "budget":
-        budget(args.out, args.time, args.tables)
+        budget(args.out, args.time, args.tables, args.metric)
     elif args.verb == "budget-select":
         budget_select(args.out, args.time)
     else:

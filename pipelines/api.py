@@ -276,25 +276,29 @@ def _repeat(comp, competition: str, plan, members: list, repeats: dict, seconds:
         begun = time.monotonic()
         again = [presets.Member(m.name, m.config, {**m.overrides, "seed": number}) for m in chosen]
         jobs = _member_jobs(competition, again, lambda m: f"{prefix}-r{number}-{m.name}", data, device, restart,
-                            deadline, workers, needs=lambda m: presets.ROUND_MARGIN * seconds[m.name])
+                            deadline, workers, needs=lambda m: presets.ROUND_MARGIN * seconds[m.name], shared=False)
         done = presets.outcomes(preset_member, jobs, workers, quiet)
-        finished = [m for m in again if done[m.name]["status"] == "done"]
+        finished = [m for m in again if done[m.name]["status"] == "done" and not done[m.name]["cut"]]
         for member in finished:
             repeats[member.name].append(run(comp.name, done[member.name]["run"]))
+        cut = [m.name for m in again if done[m.name]["status"] == "done" and done[m.name]["cut"]]
         lines.append(f"  round {number}, seed {number} (new folds): {len(finished)} of {len(again)} members again "
-                     f"({', '.join(m.name for m in finished) or 'none'}) in {time.monotonic() - begun:.0f} s")
+                     f"({', '.join(m.name for m in finished) or 'none'}) in {time.monotonic() - begun:.0f} s"
+                     + (f"; left out of the averages, their boosting cut short by the time: {', '.join(cut)}"
+                        if cut else ""))
         if not finished:
             break
 
 
 def _member_jobs(competition: str, members: Sequence, name, data, device: str, restart: bool, deadline: float,
-                 workers: int, needs=lambda member: 1.0) -> list[tuple]:
+                 workers: int, needs=lambda member: 1.0, shared: bool = True) -> list[tuple]:
     """preset_member's arguments for each member, in order: its run `name(member)`, and its Slot (the
-    deadline, shared with the members after it; `needs(member)` seconds left to start at all)."""
+    deadline, shared with the members after it, or, not `shared`, all of it for its boosting: a
+    repeat starts only when its first time fits; `needs(member)` seconds left to start at all)."""
     from . import presets
 
     return [(str(competition), member, None if data is None else str(data), name(member), device, restart,
-             presets.Slot(deadline, len(members) - index - 1, workers, needs(member)))
+             presets.Slot(deadline, len(members) - index - 1 if shared else 0, workers, needs(member)))
             for index, member in enumerate(members)]
 
 
@@ -324,7 +328,8 @@ def preset_member(competition: str, member, data: str | None, run_name: str, dev
         if capture:
             stack.enter_context(contextlib.redirect_stdout(buffer))
         try:
-            with budget.until(slot.deadline), budget.boosting_until(slot.member_deadline(started)):
+            with budget.until(slot.deadline), budget.boosting_until(slot.member_deadline(started)), \
+                    budget.watch_cuts() as cuts:
                 trained = train(competition, member.config, data=data, name=run_name, overrides=member.overrides,
                                 device=device, restart=restart, quiet=quiet)
         except budget.OutOfTime as exc:
@@ -337,8 +342,9 @@ def preset_member(competition: str, member, data: str | None, run_name: str, dev
         return {**outcome, "output": buffer.getvalue(), "status": "failed",
                 "line": "not recorded: another process still trains folds of it"}
     took = time.monotonic() - started
-    return {**outcome, "output": buffer.getvalue(), "status": "done", "seconds": took,
-            "line": f"CV {trained.metric} {trained.cv:.5f} in {took:.0f} s (run {run_name})"}
+    return {**outcome, "output": buffer.getvalue(), "status": "done", "seconds": took, "cut": bool(cuts),
+            "line": f"CV {trained.metric} {trained.cv:.5f} in {took:.0f} s (run {run_name})"
+                    + (", its boosting cut short by the time" if cuts else "")}
 
 
 def predict(competition: str, run: str, test: str | Path, out: str | Path, *, device: str = "auto",

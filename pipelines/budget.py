@@ -101,16 +101,45 @@ def boosting_until(deadline: float | None) -> Iterator[None]:
         _boosting.reset(token)
 
 
-def share_spent(fraction: float = 1.0) -> bool:
+def share_spent(fraction: float = 1.0, since: float | None = None) -> bool:
     """Whether the fold in training has used `fraction` of its share of the time (what was left when
-    it started, to the boosting deadline if one is set, shared equally with the folds after it).
+    it started, to the boosting deadline if one is set, shared equally with the folds after it),
+    counted from `since` when that is later than the fold's start (the first boosting round: a
+    library's import and its data set-up, seconds in a fresh process, do not eat the share).
     Boosting stops adding trees there and keeps those it has, so that every fold of a model that
-    cannot reach its rounds in time still finishes (models.py). False outside a budget or a fold."""
+    cannot reach its rounds in time still finishes (models.py), and says so (`cut`). False outside
+    a budget or a fold."""
     share = _fold_share.get()
     if share is None:
         return False
     start, end = share
-    return time.monotonic() >= start + fraction * (end - start)
+    start = max(start, since) if since is not None else start
+    spent = time.monotonic() >= start + fraction * (end - start)
+    if spent:
+        cut()
+    return spent
+
+
+_cuts: contextvars.ContextVar[list | None] = contextvars.ContextVar("pipelines_cuts", default=None)
+
+
+def cut() -> None:
+    """Boosting ended at its share of the time, not where it would have stopped by itself."""
+    cuts = _cuts.get()
+    if cuts is not None:
+        cuts.append(time.monotonic())
+
+
+@contextlib.contextmanager
+def watch_cuts() -> Iterator[list]:
+    """Within the block, the times boosting was cut short by its share (share_spent) are appended to
+    the list it yields: a preset leaves such a repeat out of its member's average."""
+    cuts: list = []
+    token = _cuts.set(cuts)
+    try:
+        yield cuts
+    finally:
+        _cuts.reset(token)
 
 
 def before_epoch(epoch: int, epochs: int, seconds: list[float], what: str = "training") -> None:

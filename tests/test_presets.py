@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 import pipelines as pl
-from pipelines import budget, presets
+from pipelines import api, budget, presets
 from pipelines.cli import main
 from pipelines.errors import UserError
 from pipelines.presets import Member, Plan
@@ -103,6 +103,12 @@ def test_each_fold_gets_an_equal_share_of_the_time_left(monkeypatch):
                 assert not budget.share_spent()
                 clock.now += 1
                 assert budget.share_spent() and budget.left() == pytest.approx(20)   # the deadline holds as it was
+        with budget.fold(folds_after=0), budget.watch_cuts() as cuts:   # 20 s left for the last fold
+            clock.now += 5                                 # a library's import: the share counts from its first round
+            assert not budget.share_spent(0.5, since=clock.now) and not cuts
+            clock.now += 6                                 # 11 of 20 s: half its share since the fold began,
+            assert not budget.share_spent(0.5, since=clock.now - 6) and budget.share_spent(0.5)   # not since its first round
+            assert len(cuts) == 1                          # said, for the preset's repeats
 
 
 @pytest.mark.parametrize("model", ["lightgbm", "catboost"])
@@ -119,9 +125,10 @@ def test_boosting_ends_at_its_share_of_the_time_and_keeps_its_trees(monkeypatch,
     family = models.get(model)
     clock = Clock(step=0.01)                               # every look at the clock costs 10 ms
     monkeypatch.setattr(budget.time, "monotonic", clock)
-    with budget.until(clock.now + 20), budget.fold(folds_after=0):
+    with budget.until(clock.now + 20), budget.fold(folds_after=0), budget.watch_cuts() as cuts:
         fitted, info = family.fit(cfg, problem, x, y, x, y, 0, "cpu", None, "fold 0", lambda p: {})
         assert budget.left() > 0                           # ended before the deadline, not at it
+    assert cuts                                            # and it says it was cut short
     trees = fitted.num_trees() if model == "lightgbm" else fitted.model.tree_count_
     assert 0 < trees < 100_000
     prediction = family.predict(fitted, x, "cpu")
@@ -233,6 +240,14 @@ def test_time_to_spare_trains_the_weighed_members_again_on_new_folds_and_blends_
     predicted = pd.read_csv(pl.predict("churn", "preset-best", laid.folder / "test.csv", tmp_path / "p.csv"))
     assert len(submitted) == laid.test_rows
     assert predicted.iloc[:, 1].to_numpy() == pytest.approx(submitted.iloc[:, 1].to_numpy(), abs=1e-6)
+
+    original = api.preset_member                                          # a repeat whose boosting the time cut short
+    monkeypatch.setattr(api, "preset_member", lambda *a, **k: {**(o := original(*a, **k)), "cut": "-r3-" in o["run"]})
+    pl.train(laid.spec_path, preset="best", time_limit=300, data=laid.folder, name="cut")
+    assert "left out of the averages, their boosting cut short by the time" in capsys.readouterr().out
+    bagged = [row["run"] for row in pl.run("churn", f"cut-{weighed[0]}-bag").info["blend"]["members"]]
+    assert bagged == [f"cut-{weighed[0]}", f"cut-r2-{weighed[0]}"]
+    monkeypatch.setattr(api, "preset_member", original)
 
     monkeypatch.setattr(presets, "ROUND_MARGIN", 1e9)                     # nothing fits again: one blend, as before
     alone = pl.train(laid.spec_path, preset="best", time_limit=300, data=laid.folder, name="once")

@@ -125,10 +125,12 @@ def test_train_predict_submit_round_trip(home, tables, table, model, submission,
     ("churn", "catboost", {"seeds_per_fold": 2}),
     ("penguins", "catboost", {}),
     ("computers", "catboost", {}),
+    ("computers", "catboost", {"objective": "l1", "n_estimators": 100}),
     ("computers", "linear", {"penalty": "lasso", "alpha": 0.001}),
     ("penguins", "linear", {"penalty": "elasticnet", "alpha": 0.1, "l1_ratio": 0.5}),
     ("computers", "lightgbm", {"objective": "huber", "linear_tree": True, "linear_lambda": 1.0, "target": "raw"}),
     ("computers", "mlp", {"loss": "huber", "seeds_per_fold": 2}),
+    ("computers", "tabm", {"loss": "l1", "epochs": 3}),
     ("penguins", "forest", {}),
     ("churn", "forest", {"kind": "random", "seeds_per_fold": 2}),
     ("computers", "forest", {"max_features": "half", "min_samples_leaf": 3}),
@@ -164,6 +166,33 @@ def test_more_seeds_per_fold_average_models_that_differ_by_seed(home, tables):
     assert json.loads((two / "fold0" / "member1" / checkpoint.META).read_text())["seed"] == 42 + 1
 
 
+def test_absolute_error_losses_fit_the_median_where_squared_error_fits_the_mean():
+    """objective: l1 (CatBoost, LightGBM) and loss: l1 (the networks) fit absolute error: on a
+    skewed target without features a model predicts nearer its median, squared error nearer its mean."""
+    from pipelines.tabular import models
+
+    rng = np.random.default_rng(0)
+    y = rng.lognormal(0.0, 1.0, 2000)
+    x = rng.normal(size=(2000, 1)) * 1e-6
+    problem = models.Problem("regression", 1)
+    mean, median = y.mean(), np.median(y)
+    for family, key in (("catboost", "objective"), ("lightgbm", "objective")):
+        fitted = {}
+        for loss in ("auto", "l1"):
+            cfg = models.build_config({"model": family, key: loss, "n_estimators": 300}, "test")
+            model, _ = models.get(family).fit(cfg, problem, x, y, x[:10], y[:10], 0, None, None, "", None)
+            fitted[loss] = float(np.mean(models.get(family).predict(model, x[:10], None)))
+        assert abs(fitted["auto"] - mean) < abs(fitted["auto"] - median), (family, fitted, mean, median)
+        assert abs(fitted["l1"] - median) < abs(fitted["l1"] - mean), (family, fitted, mean, median)
+    net = models.get("mlp").code()
+    for loss, optimum in (("mse", mean), ("l1", median)):
+        fn = net._loss(models.build_config({"model": "mlp", "loss": loss}, "test"), "regression")
+        import torch
+        guesses = torch.linspace(0.0, 5.0, 501)
+        values = [float(fn(torch.full((len(y), 1), float(g)), torch.tensor(y, dtype=torch.float32))) for g in guesses]
+        assert abs(float(guesses[int(np.argmin(values))]) - optimum) < 0.02, (loss, optimum)
+
+
 def test_the_target_transform_is_a_config_key(home, tables):
     """target: log1p fits log1p(price) on an rmse competition; the oof and test values are prices."""
     laid = tables["computers"]
@@ -178,6 +207,7 @@ def test_the_target_transform_is_a_config_key(home, tables):
 @pytest.mark.parametrize("model, changes, words", [
     ("lightgbm", {"objective": "huber"}, "objective: huber is for regression"),
     ("mlp", {"loss": "huber"}, "loss: huber is for regression"),
+    ("catboost", {"objective": "l1"}, "objective: l1 is for regression"),
     ("linear", {"target": "log1p"}, "target: log1p is for regression"),
 ])
 def test_a_regression_key_on_a_classification_task_is_one_line(home, tables, model, changes, words):

@@ -31,6 +31,7 @@ unknown key is an error naming the closest valid key, or the family the key belo
 from __future__ import annotations
 
 import difflib
+import time
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -129,6 +130,8 @@ class CatBoostConfig(TabularConfig):
     subsample: float = configs.option(0.8, min=0.1, max=1.0)   # Bernoulli row sampling (1: none)
     colsample: float = configs.option(1.0, min=0.01, max=1.0)  # rsm: the share of columns per split
     threads: int = configs.option(1, min=1)
+    # regression's loss: auto is squared error (RMSE); l1 is absolute error (MAE), whose optimum is the median
+    objective: str = configs.option("auto", choices=["auto", "l1"])
     early_stopping: int = configs.option(0, min=0)                   # as LightGBM's
     stop_fraction: float = configs.option(0.1, min=0.02, max=0.5)
     refit: bool = configs.option(False)
@@ -164,7 +167,7 @@ class MLPConfig(TabularConfig):
     # the fold's validation rows, the rows its CV scores (an optimistic CV)
     patience: int = configs.option(0, min=0)
     keep: str = configs.option("last", choices=["best", "last"])
-    loss: str = configs.option("mse", choices=["mse", "huber"])  # regression, on the standardised target
+    loss: str = configs.option("mse", choices=["mse", "huber", "l1"])  # regression, on the standardised target
 
 
 @dataclass
@@ -365,19 +368,20 @@ class _LightGBMBudget:
     of the time it ends the boosting as early stopping does, keeping the trees up to the best round
     on the early-stopping rows (every round without them)."""
     def __init__(self, fraction: float):
-        self.fraction, self.best = fraction, None
+        self.fraction, self.best, self.began = fraction, None, None
         self.order = 5   # before early stopping's callback (30): LightGBM runs them by this
 
     def __call__(self, env) -> None:
         import lightgbm as lgb
 
         budget.check("lightgbm")
+        self.began = self.began or time.monotonic()
         results = env.evaluation_result_list or []
         if results:
             score, higher = results[0][2], results[0][3]
             if self.best is None or (score > self.best[1] if higher else score < self.best[1]):
                 self.best = (env.iteration, score, results)
-        if budget.share_spent(self.fraction):
+        if budget.share_spent(self.fraction, self.began):
             iteration, _, best = self.best if self.best is not None else (env.iteration, None, results)
             raise lgb.callback.EarlyStopException(iteration, best)
 
@@ -389,12 +393,13 @@ class _CatBoostBudget:
     only ask it to stop)."""
 
     def __init__(self, fraction: float = SHARE_LAST):
-        self.stopped, self.fraction = False, fraction
+        self.stopped, self.fraction, self.began = False, fraction, None
 
     def after_iteration(self, info) -> bool:
         left = budget.left()
         self.stopped = left is not None and left <= 0
-        return not (self.stopped or budget.share_spent(self.fraction))
+        self.began = self.began or time.monotonic()
+        return not (self.stopped or budget.share_spent(self.fraction, self.began))
 
     def raise_if_stopped(self) -> None:
         if self.stopped:
@@ -424,8 +429,9 @@ class CatBoost(Family):
 
     def fit(self, cfg, problem, x, y, x_valid, y_valid, seed, device, resume, desc, valid_figures):
         def build(iterations: int):
+            loss = "MAE" if problem.task == "regression" and cfg.objective == "l1" else None
             return estimators.catboost_model(problem.task, iterations, cfg.lr, cfg.depth, cfg.l2, cfg.subsample,
-                                             cfg.colsample, seed, cfg.threads)
+                                             cfg.colsample, seed, cfg.threads, loss)
 
         model = build(cfg.n_estimators)
         x = x_all = np.asarray(x, dtype=np.float64)

@@ -73,7 +73,8 @@ class Network(Family):
         if task == "binary":
             base = nn.functional.binary_cross_entropy_with_logits
         else:
-            base = nn.functional.mse_loss if cfg.loss == "mse" else nn.functional.huber_loss
+            base = {"mse": nn.functional.mse_loss, "huber": nn.functional.huber_loss,
+                    "l1": nn.functional.l1_loss}[cfg.loss]
 
         def loss(out, y):
             out = self._outputs(out)[:, :, 0]

@@ -27,6 +27,16 @@ TABM = Member("tabm-pwl", "tabm-pwl")
 BEST = (LINEAR, LIGHTGBM, CATBOOST, EXTRATREES, MLP, TABM)
 ROUNDS = 5  # at most: time to spare trains the best preset's members again with new folds (presets.Plan)
 FAST = (LINEAR, LIGHTGBM, CATBOOST)
+# a competition scored by absolute error (`mae`): the members that can fit it do (its optimum is the
+# median, squared error's the mean; on a skewed target they differ)
+ABSOLUTE = {"lightgbm": {"objective": "l1"}, "catboost": {"objective": "l1"}, "mlp": {"loss": "l1"},
+            "tabm-pwl": {"loss": "l1"}}
+
+
+def for_metric(members: tuple[Member, ...], metric: str) -> tuple[Member, ...]:
+    if metric != "mae":
+        return members
+    return tuple(Member(m.name, m.config, {**m.overrides, **ABSOLUTE.get(m.name, {})}) for m in members)
 
 
 def portfolio(spec: Spec, preset: str, data: str | Path | None) -> Plan:
@@ -34,5 +44,5 @@ def portfolio(spec: Spec, preset: str, data: str | Path | None) -> Plan:
 
     SpecVerbs(spec).data_dir(str(data) if data else None)  # one line when the data is not there
     if preset == "best":
-        return Plan(BEST, method="weights", rounds=ROUNDS)
-    return Plan(FAST, method="weights")
+        return Plan(for_metric(BEST, spec.metric), method="weights", rounds=ROUNDS)
+    return Plan(for_metric(FAST, spec.metric), method="weights")
