@@ -147,13 +147,13 @@ class BlendSpace(abc.ABC):
 
     Members' values (a price, P(positive), ...) are mapped by `link` into the space where they
     are averaged with weights, and back by `unlink`; `fit_target` is the truth in that space for
-    the `loss` ("squared", "logistic" or "multinomial") the weights are fitted with; `stack` fits a linear model
-    there. `mean` is the plain mean, in `mean_space`. `unlink(link(v))` gives v back for every
-    value a submission accepts."""
+    the `loss` ("squared", "absolute", "logistic" or "multinomial") the weights are fitted with;
+    `stack` fits a linear model there. `mean` is the plain mean, in `mean_space`.
+    `unlink(link(v))` gives v back for every value a submission accepts."""
 
     space: str                  # where weights and stackers combine members, e.g. "log price"
     mean_space: str             # where --method mean averages, e.g. "log price" or "P(dog)"
-    loss: str                   # "squared" | "logistic" | "multinomial": what the weights minimise there
+    loss: str                   # "squared" | "absolute" | "logistic" | "multinomial": what the weights minimise there
     oof_id: str                 # oof.csv's id column (the same order as folds.csv's)
     target: str                 # oof.csv's truth column
     oof_value: str              # oof.csv's out-of-fold prediction column

@@ -95,13 +95,14 @@ class SpecSpace(BlendSpace):
 
 
 class ValueSpace(SpecSpace):
-    """Regression: values blended as they are (or as log1p(value) for rmsle, the metric's space)."""
+    """Regression: values blended as they are (or as log1p(value) for rmsle, the metric's space);
+    the weights minimise squared error there, or the absolute error for a spec scored by mae."""
 
     def __init__(self, spec: Spec):
         super().__init__(spec)
         self.log = spec.target_transform == "log1p"
         self.space = self.mean_space = "log1p(value)" if self.log else "value"
-    loss = "squared"
+        self.loss = "absolute" if spec.metric == "mae" else "squared"
 
     def link(self, values: np.ndarray) -> np.ndarray:
         values = np.asarray(values, float)
