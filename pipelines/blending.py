@@ -110,29 +110,15 @@ def softmax_loss(s: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarray]:
     return float(np.mean(log_norm - s[rows, target])), p / len(target)
 
 
-def fit_absolute(z: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Non-negative weights summing to 1 that minimise the mean absolute error of z @ w against
-    target, exactly: a linear programme (a slack per row above and below), sparse, solved by HiGHS."""
-    from scipy import sparse
-    from scipy.optimize import linprog
-
-    n, m = z.shape
-    eye = sparse.identity(n, format="csr")
-    bounds = sparse.vstack([sparse.hstack([-sparse.csr_matrix(z), -eye]), sparse.hstack([sparse.csr_matrix(z), -eye])])
-    result = linprog(np.r_[np.zeros(m), np.full(n, 1.0 / n)], A_ub=bounds.tocsr(), b_ub=np.r_[-target, target],
-                     A_eq=np.r_[np.ones(m), np.zeros(n)][None], b_eq=[1.0], bounds=[(0.0, None)] * (m + n),
-                     method="highs")
-    if result.status != 0:
-        raise UserError(f"blend: the weight fit failed ({result.message})")
-    w = np.clip(result.x[:m], 0.0, None)
-    return w / w.sum()
+ABSOLUTE_SMOOTHING = 1e-3   # the absolute error's smoothing, in units of the target's spread
 
 
 def fit_simplex(z: np.ndarray, target: np.ndarray, loss: str) -> np.ndarray:
     """Non-negative weights summing to 1 that minimise the loss of z @ w against target
-    (squared error; absolute error, exactly (fit_absolute); log loss of sigmoid(z @ w) for 0/1
-    targets; multinomial: log loss of softmax(sum of w_j z_j) for class indices, z (rows,
-    members, classes))."""
+    (squared error; absolute error, smoothed within ABSOLUTE_SMOOTHING of the target's spread of
+    zero so that this optimiser fits it fast (an exact linear programme is slow on many rows:
+    docs/decisions.md); log loss of sigmoid(z @ w) for 0/1 targets; multinomial: log loss of
+    softmax(sum of w_j z_j) for class indices, z (rows, members, classes))."""
     from scipy.optimize import minimize
 
     z = np.asarray(z, float)
@@ -140,12 +126,11 @@ def fit_simplex(z: np.ndarray, target: np.ndarray, loss: str) -> np.ndarray:
     n, m = z.shape[:2]
     if m == 1:
         return np.ones(1)
-    if loss == "absolute":
-        return fit_absolute(z, target)
-    if loss == "squared":
+    if loss in ("squared", "absolute"):
         # the optimiser's tolerances are absolute: values in the thousands (a price) made it stop at
         # its start, so they are fitted in units of the target's spread (the weights do not change)
-        scale = max(1.0, float(np.std(target)))
+        spread = float(np.std(target))
+        scale = max(1.0, spread) if loss == "squared" else (spread if spread > 0 else 1.0)
         z, target = z / scale, target / scale
 
     def objective(w):
@@ -153,6 +138,10 @@ def fit_simplex(z: np.ndarray, target: np.ndarray, loss: str) -> np.ndarray:
         if loss == "squared":
             r = s - target
             return float(np.mean(r * r)), 2.0 * z.T @ r / n
+        if loss == "absolute":
+            r = s - target
+            smooth = np.sqrt(r * r + ABSOLUTE_SMOOTHING ** 2)
+            return float(np.mean(smooth)), z.T @ (r / smooth) / n
         if loss == "multinomial":
             value, grad = softmax_loss(s, target)
             return value, np.einsum("nk,nmk->m", grad, z)
