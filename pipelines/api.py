@@ -278,10 +278,11 @@ def _repeat(comp, competition: str, plan, members: list, repeats: dict, seconds:
         jobs = _member_jobs(competition, again, lambda m: f"{prefix}-r{number}-{m.name}", data, device, restart,
                             deadline, workers, needs=lambda m: presets.ROUND_MARGIN * seconds[m.name], shared=False)
         done = presets.outcomes(preset_member, jobs, workers, quiet)
-        finished = [m for m in again if done[m.name]["status"] == "done" and not done[m.name]["cut"]]
+        trained = [m for m in again if done[m.name]["status"] == "done"]
+        finished = [m for m in trained if not done[m.name]["cut"]]
+        cut = [m.name for m in trained if done[m.name]["cut"]]
         for member in finished:
             repeats[member.name].append(run(comp.name, done[member.name]["run"]))
-        cut = [m.name for m in again if done[m.name]["status"] == "done" and done[m.name]["cut"]]
         lines.append(f"  round {number}, seed {number} (new folds): {len(finished)} of {len(again)} members again "
                      f"({', '.join(m.name for m in finished) or 'none'}) in {time.monotonic() - begun:.0f} s"
                      + (f"; left out of the averages, their boosting cut short by the time: {', '.join(cut)}"
