@@ -263,6 +263,20 @@ def test_the_budget_is_the_whole_commands(home, penguins, cheap_plan, capsys):
     assert "skipped, no time left" in capsys.readouterr().out
 
 
+def test_a_data_error_that_stops_every_member_is_said_as_itself_not_as_time(home, penguins, cheap_plan, tmp_path):
+    """Every member failing on the same bad row is that row's one line, not a hint to give more time."""
+    import shutil
+
+    folder = tmp_path / "bad"
+    shutil.copytree(penguins.folder, folder)
+    train = pd.read_csv(folder / "train.csv", dtype=str)
+    train.iloc[3, 0] = train.iloc[1, 0]
+    train.to_csv(folder / "train.csv", index=False)
+    with pytest.raises(UserError) as error:
+        pl.train(penguins.spec_path, preset="best", time_limit=60, data=folder)
+    assert "appears twice" in str(error.value) and "more time" not in str(error.value)
+
+
 def test_a_preset_in_parallel_processes_gives_the_same_members(home, penguins, cheap_plan, monkeypatch):
     plan = Plan(cheap_plan.members[:2])
     from pipelines.tabular import presets as tabular_presets
