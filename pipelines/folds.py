@@ -18,6 +18,12 @@ from . import atomic
 from .errors import UserError
 
 
+def fold_seed(seed: int, fold: int, member: int = 0) -> int:
+    """The seed of fold `fold`'s model number `member` (seeds_per_fold), in every engine: a fold's
+    members take consecutive seeds, and folds stay 100 apart so that up to 100 members never share one."""
+    return seed + 100 * fold + member
+
+
 def make_folds(target, n_folds: int, seed: int, stratify: str = "auto") -> np.ndarray:
     """Return fold numbers 0..n_folds-1, one per row.
 

@@ -334,3 +334,22 @@ def test_the_import_guard_sees_relative_imports():
     assert "pipelines.competitions.dogs_vs_cats.data" in found       # from . import data, task
     assert "pipelines.images.networks" in found                      # from ...images import networks
     assert "pipelines.errors.UserError" in _absolute_imports(PACKAGE / "images" / "task.py")   # from ..errors
+
+
+SEED_ARITHMETIC = re.compile(r"\bseed\s*\+\s*(?:\d+\s*\*\s*)?fold\b|\bfold\s*\+\s*\w*seed\b")
+
+
+@pytest.mark.parametrize("path", sorted(PACKAGE.rglob("*.py")), ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_fold_seeds_follow_one_rule(path):
+    """Every engine and built-in seeds a fold's models with folds.fold_seed, never its own sum."""
+    if path.name == "folds.py":
+        return
+    code = _code_without_docstrings_and_comments(path)
+    assert not SEED_ARITHMETIC.search(code), f"{path.relative_to(PACKAGE)} computes a fold's seed itself"
+
+
+def test_the_seed_guard_sees_both_old_rules():
+    from pipelines.folds import fold_seed
+
+    assert SEED_ARITHMETIC.search("seed = cfg.seed + fold") and SEED_ARITHMETIC.search("s = cfg.seed + 100 * fold")
+    assert [fold_seed(42, f, m) for f in (0, 1) for m in (0, 1)] == [42, 43, 142, 143]

@@ -368,7 +368,7 @@ def _train(spec, cfg, comp, train_cache, test_cache, labels, ids, fold_of_row, o
     spec_meta = {"id": spec.id, "target": spec.target, "task": spec.task, "metric": spec.metric}
 
     def fit_fold(fold: int, train_index: np.ndarray, valid_index: np.ndarray) -> kfold.FoldOutput:
-        seed = cfg.seed + 100 * fold
+        seed = folding.fold_seed(cfg.seed, fold)
         folder = run_dir / f"fold{fold}"
         state = Resume(folder / "last", f"fold {fold} seed {seed}", {"fold": fold})
         desc = fold_label(fold, cfg.folds)

@@ -181,7 +181,7 @@ def _train(spec, cfg, family, dataset, problem, y_fit, how, fold_of_row, only_fo
         spec_meta["folds_scheme"] = scheme
 
     def fit_fold(fold: int, train_index: np.ndarray, valid_index: np.ndarray) -> kfold.FoldOutput:
-        seed = cfg.seed + 100 * fold
+        seed = folding.fold_seed(cfg.seed, fold)
         pre = Preprocessor(dataset.columns.numeric, dataset.columns.categorical,
                            missing_indicator=cfg.missing_indicator, scaling=cfg.scaling,
                            clip_quantile=cfg.clip_quantile, max_levels=cfg.max_levels,
@@ -198,7 +198,7 @@ def _train(spec, cfg, family, dataset, problem, y_fit, how, fold_of_row, only_fo
         best_epochs = []
         x_test = pre.transform(test_frame) if test_frame is not None else None
         for member in range(cfg.seeds_per_fold):
-            member_seed = seed + member
+            member_seed = folding.fold_seed(cfg.seed, fold, member)
             where = member_folder(folder, member)
             if not (where / checkpoint.META).exists():  # else finished by an earlier, interrupted attempt
                 label = fold_label(fold, cfg.folds, member if cfg.seeds_per_fold > 1 else None)

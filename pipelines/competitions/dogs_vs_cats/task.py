@@ -325,7 +325,7 @@ def train(cfg: DogsConfig, source: Path, run_name: str | None, device_spec: str 
         backbone_sha = weights.state_fingerprint(backbone)
 
     def fit_fold(fold: int, train_index: np.ndarray, valid_index: np.ndarray) -> kfold.FoldOutput:
-        seed = cfg.seed + fold
+        seed = folding.fold_seed(cfg.seed, fold)
         fold_started = time.perf_counter()
         state = Resume(run_dir / f"fold{fold}" / "last", f"fold {fold} seed {seed}", {"fold": fold})
         if cfg.recipe == "train":

@@ -220,7 +220,7 @@ def train(cfg: HouseConfig, data_dir: Path, run_name: str | None, device_spec: s
             # averaged in log price as the MLP's members are
             valid_log, test_log = [], []
             for member in range(cfg.seeds_per_fold):
-                seed = cfg.seed + 100 * fold + member
+                seed = folding.fold_seed(cfg.seed, fold, member)
                 estimator = estimators.fit(cfg, x_fit, np.log(prices[fit_index]), seed)
                 folder = run_dir / f"fold{fold}" / f"member{member}"
                 checkpoint.save(folder, estimators.save(folder, estimator),
@@ -236,7 +236,7 @@ def train(cfg: HouseConfig, data_dir: Path, run_name: str | None, device_spec: s
                                     {"train_rows": int(len(fit_index)), **info})
         valid_sum, test_sum, best_epochs = 0.0, 0.0, []
         for member in range(cfg.seeds_per_fold):
-            seed = cfg.seed + 100 * fold + member
+            seed = folding.fold_seed(cfg.seed, fold, member)
             folder = run_dir / f"fold{fold}" / f"member{member}"
             if (folder / checkpoint.META).exists():  # finished by an earlier, interrupted attempt
                 model, _, scale, _ = _model_from_checkpoint(folder, device)
@@ -275,7 +275,7 @@ def train(cfg: HouseConfig, data_dir: Path, run_name: str | None, device_spec: s
         if comps.exists(fold_dir):  # computed by an earlier, interrupted attempt
             fitted = comps.load(fold_dir, cfg.comps, cfg.comps_hood_weight)
         else:
-            seed = cfg.seed + 100 * fold
+            seed = folding.fold_seed(cfg.seed, fold)
 
             def fit_predict(x_train, y_train, x_held, y_held, inner):
                 # one model per inner fold, not seeds_per_fold: bagged residuals gave the same CV
