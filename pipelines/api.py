@@ -225,12 +225,10 @@ def _train_preset(competition: str, preset: str, time_limit: float | None, data,
     if not members:
         for line in lines:
             say(line)
-        errors = list(dict.fromkeys(done[m.name]["line"].removeprefix("failed: ") for m in plan.members
-                                    if done[m.name]["status"] == "failed"))
-        if len(errors) == 1 and all(done[m.name]["status"] == "failed" for m in plan.members):
-            raise UserError(errors[0])  # the data or the spec, not the time: every member stopped on the same error
-        if errors and all(done[m.name]["status"] == "failed" for m in plan.members):
-            raise UserError(f"--preset {preset}: every member failed (their errors are above)")
+        if all(done[m.name]["status"] == "failed" for m in plan.members):  # the data or the spec, not the time
+            errors = {done[m.name]["line"].removeprefix("failed: ") for m in plan.members}
+            raise UserError(errors.pop() if len(errors) == 1 else
+                            f"--preset {preset}: every member failed (their errors are above)")
         raise UserError(f"--preset {preset}: no member finished within --time-limit {time_limit:g}; give it more time")
     repeats = {m.name: [run(comp.name, done[m.name]["run"])] for m in members}  # in the plan's order
     seconds = {m.name: done[m.name]["seconds"] for m in members}
