@@ -16,6 +16,18 @@ is what the models see. It works row by row in spirit: a statistic of the whole 
 count of a category) differs between train.csv and test.csv and is better left to the folds'
 preprocessing. The plugin file's hash is part of the spec's fingerprint: a run refuses to resume,
 and `predict` refuses to run, once the file has changed.
+
+Image hook (pipelines/images), for a competition whose labels are in its file names rather than
+in a labels file (the spec then leaves out `labels:`):
+
+    def labels(names):              # the training folder's image file names, e.g. "cat.12.jpg"
+        return [name.split(".")[0] for name in names]   # each one's class, or None to leave it out
+
+`labels` is called once per training run with every image file name of `train_images` (names
+only, sorted; a zip's members by their base names) and returns one class per name, as text (a
+number is written as text), or None for an image that is not a training example. The rows keep
+the names' sorted order; an image's id is its file name without the extension. The file's hash is
+part of the spec's fingerprint, as for `features`.
 """
 
 from __future__ import annotations
@@ -29,7 +41,9 @@ from types import ModuleType
 
 from .errors import UserError
 
-HOOKS = ("features",)
+HOOKS = {"tabular": ("features",), "images": ("labels",)}
+SIGNATURES = {"features": "features(frame)", "labels": "labels(names)"}
+KIND_NAMES = {"tabular": "a tabular", "images": "an image"}
 _loaded: dict[tuple[str, str], ModuleType] = {}
 
 
@@ -37,15 +51,17 @@ def sha(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
-def load(path: str | Path, where: str = "plugin") -> ModuleType:
+def load(path: str | Path, where: str = "plugin", kind: str = "tabular") -> ModuleType:
     """The plugin module (loaded once per file content); one line for a file that is missing, does
-    not compile, fails on import or has none of the hooks."""
+    not compile, fails on import or has none of the hooks of its kind of competition."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{where}: {path} not found (a plugin is a .py file, its path relative to the spec file)")
     key = (str(path.resolve()), sha(path))
     if key in _loaded:
-        return _loaded[key]
+        module = _loaded[key]
+        _check_hooks(module, path, kind)
+        return module
     name = f"pipelines_plugin_{key[1]}"
     module_spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(module_spec)
@@ -58,11 +74,20 @@ def load(path: str | Path, where: str = "plugin") -> ModuleType:
         exec(code, module.__dict__)
     except Exception as exc:  # the user's code: its first line, where it happened
         raise UserError(f"{path}{_line(exc, path)}: importing the plugin failed: {type(exc).__name__}: {exc}") from None
-    if not any(callable(getattr(module, hook, None)) for hook in HOOKS):
-        raise UserError(f"{path}: a plugin defines at least one of {', '.join(f'{h}(frame)' for h in HOOKS)}")
+    _check_hooks(module, path, kind)
     sys.modules.setdefault(name, module)
     _loaded[key] = module
     return module
+
+
+def _check_hooks(module: ModuleType, path: Path, kind: str) -> None:
+    hooks = HOOKS[kind]
+    if not any(callable(getattr(module, hook, None)) for hook in hooks):
+        others = [SIGNATURES[h] for k, names in HOOKS.items() if k != kind for h in names
+                  if callable(getattr(module, h, None))]
+        also = f" ({', '.join(others)} is a hook of another kind of competition)" if others else ""
+        raise UserError(f"{path}: a plugin of {KIND_NAMES[kind]} competition defines "
+                        f"{' or '.join(SIGNATURES[h] for h in hooks)}{also}")
 
 
 def _line(exc: BaseException, path: Path) -> str:
@@ -128,3 +153,36 @@ def _as_text(frame, id_column: str):
             out[column] = values.map(lambda v: None if v is None or (isinstance(v, float) and np.isnan(v))
                                      else str(v)).astype(object)
     return pd.DataFrame(out, index=frame.index)
+
+
+def labels(module: ModuleType, names: list[str], where: str) -> list[str | None]:
+    """`labels(names)` of the plugin: one class (text) or None per name; one line naming the plugin
+    when it fails, returns another count, or returns something that is not a class."""
+    import numpy as np
+
+    path = Path(module.__file__)
+    try:
+        out = module.labels(list(names))
+    except Exception as exc:
+        raise UserError(f"{path}{_line(exc, path)}: labels() failed on {where}: {type(exc).__name__}: {exc}") from None
+    try:
+        out = list(out)
+    except TypeError:
+        raise UserError(f"{path}: labels() returned {type(out).__name__} for {where}; it returns one class (or "
+                        f"None) per file name") from None
+    if len(out) != len(names):
+        raise UserError(f"{path}: labels() returned {len(out)} values for the {len(names)} file names of {where}; "
+                        f"it returns one class (or None) per name, in their order")
+    classes: list[str | None] = []
+    for name, value in zip(names, out):
+        if value is None or (isinstance(value, float) and np.isnan(value)):
+            classes.append(None)
+        elif isinstance(value, (str, int, np.integer)) and not isinstance(value, bool):
+            text = str(value).strip()
+            if not text:
+                raise UserError(f"{path}: labels() gave {name!r} an empty class; None leaves an image out")
+            classes.append(text)
+        else:
+            raise UserError(f"{path}: labels() gave {name!r} the class {value!r} ({type(value).__name__}); a class "
+                            f"is text or an integer, None leaves the image out")
+    return classes

@@ -62,7 +62,7 @@ def test_a_plugins_features_reach_the_models_and_predict(home, concrete, tmp_pat
     ("def features(frame):\n    return None\n", "returned NoneType"),
     ("def features(frame):\n    return frame['no_such_column']\n", "plugin.py:2: features() failed on"),
     ("def features(frame)\n    return frame\n", "plugin.py:1:"),
-    ("x = 1\n", "defines at least one of features(frame)"),
+    ("x = 1\n", "a plugin of a tabular competition defines features(frame)"),
     ("import no_such_module_here\n", "importing the plugin failed: ModuleNotFoundError"),
 ])
 def test_a_bad_plugin_is_one_line_and_leaves_no_run(home, concrete, tmp_path, code, words):

@@ -46,10 +46,12 @@ class ImageSpecVerbs:
     def data_dir(self, given: str | None) -> Path:
         spec = self.spec
         folder = Path(given) if given else paths.data_dir(spec.name)
-        if not (folder / spec.labels).exists():
+        found = (folder / spec.marker).exists() or (spec.labels is None and data.locate(folder, spec.marker))
+        if not found:
             if given:
-                raise UserError(f"{folder}: no {spec.labels} there (expected {spec.name}'s files in Kaggle's "
-                                f"layout: {spec.labels}, {spec.train_images}/, {spec.test_images}/)")
+                raise UserError(f"{folder}: no {spec.marker} there (expected {spec.name}'s files in Kaggle's "
+                                f"layout: {', '.join(n for n in (spec.labels, spec.train_images) if n)}/, "
+                                f"{spec.test_images}/)")
             raise paths.no_data_error(spec.name, folder, bool(spec.kaggle))
         return folder
 
@@ -84,7 +86,7 @@ class ImageSpecVerbs:
         spec = self.spec
         target.mkdir(parents=True, exist_ok=True)
         for name in (spec.labels, spec.sample_submission):
-            if (source / name).is_file():
+            if name is not None and (source / name).is_file():
                 (target / name).parent.mkdir(parents=True, exist_ok=True)
                 atomic.write_with(target / name, lambda tmp, src=source / name: shutil.copyfile(src, tmp))
         for relative in (spec.train_images, spec.test_images):

@@ -83,7 +83,7 @@ def from_spec(spec: ImageSpec) -> Competition:
         kind="images",
         task=spec.task,
         metric=Metric(spec.metric, metric, greater_is_better=metric.greater_is_better),
-        data=DataLayout(present=(spec.labels,)),
+        data=DataLayout(present=(spec.marker, f"{spec.marker}.zip")),
         id_column=spec.id,
         target_column=spec.target,
         submission=tabular.submission(spec),

@@ -33,7 +33,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import pandas as pd
 
-from .. import archives, paths
+from .. import archives, paths, plugins
 from . import cache as images
 from ..errors import UserError
 from ..progress import bar as progress_bar
@@ -203,16 +203,56 @@ def read_labels(spec: ImageSpec, path: Path, say=None) -> tuple[np.ndarray, Targ
     return frame[spec.id].to_numpy(dtype=object), encode_target(frame, spec, path)
 
 
-def read_train(spec: ImageSpec, base: Path, say=None) -> tuple[TrainSet, str]:
-    labels_path = base / spec.labels
-    ids, target = read_labels(spec, labels_path, say)
-    style = id_style_of(ids)
+def label_plugin(spec: ImageSpec):
+    """The spec's plugin when it reads the labels (labels(names)), else None; a spec with both a labels
+    file and that hook is one line."""
+    if spec.plugin is None:
+        return None
+    module = plugins.load(spec.plugin, spec.where("plugin"), kind="images")
+    if spec.labels is not None:
+        raise UserError(f"{spec.where('labels')}: {spec.labels} and {Path(spec.plugin).name}'s labels(names) both "
+                        f"give the labels; keep one")
+    return module
+
+
+def read_named(spec: ImageSpec, base: Path, module) -> tuple[np.ndarray, Target, Folder]:
+    """The training images' ids and labels from the plugin's labels(names): every image file of
+    train_images, its name sorted; the ones it labels None left out."""
     source = locate(base, spec.train_images)
     if source is None:
         raise UserError(f"{base / spec.train_images}: training images folder not found (spec key train_images)")
-    folder = list_folder(source, style)
+    folder = list_folder(source, "stem")
     if not folder.files:
         raise UserError(f"{folder.where}: no image files (.png, .jpg, ...) found")
+    for key in folder.files:
+        if len(folder.files[key]) > 1:
+            raise UserError(_ambiguous(folder, key))
+    names = sorted(found[0].name for found in folder.files.values())
+    classes = plugins.labels(module, names, folder.where)
+    kept = [(image_id(name, "stem"), label) for name, label in zip(names, classes) if label is not None]
+    if not kept:
+        raise UserError(f"{spec.plugin}: labels() left out every one of the {len(names)} images of {folder.where}")
+    frame = pd.DataFrame({spec.id: [k for k, _ in kept], spec.target: [label for _, label in kept]}, dtype=object)
+    return frame[spec.id].to_numpy(dtype=object), encode_target(frame, spec, Path(spec.plugin)), folder
+
+
+def read_train(spec: ImageSpec, base: Path, say=None) -> tuple[TrainSet, str]:
+    module = label_plugin(spec)
+    if module is not None:
+        labels_path = Path(spec.plugin)
+        ids, target, folder = read_named(spec, base, module)
+        style = "stem"
+    else:
+        labels_path = base / spec.labels
+        ids, target = read_labels(spec, labels_path, say)
+        style = id_style_of(ids)
+        source = locate(base, spec.train_images)
+        if source is None:
+            raise UserError(f"{base / spec.train_images}: training images folder not found (spec key "
+                            f"train_images)")
+        folder = list_folder(source, style)
+        if not folder.files:
+            raise UserError(f"{folder.where}: no image files (.png, .jpg, ...) found")
     files = []
     for row, key in enumerate(ids):
         found = folder.files.get(str(key))
@@ -261,7 +301,7 @@ def load(spec: ImageSpec, base: str | Path, say=print) -> CompetitionData:
     base = Path(base)
     if not base.is_dir():
         raise UserError(f"{base}: data folder not found")
-    if not (base / spec.labels).exists():
+    if label_plugin(spec) is None and not (base / spec.labels).exists():
         raise UserError(f"{base}: no {spec.labels} there (expected {spec.name}'s files in Kaggle's layout: "
                         f"{spec.labels}, {spec.train_images}/, {spec.test_images}/)")
     train, style = read_train(spec, base, say)
@@ -355,10 +395,11 @@ def summary(comp: CompetitionData) -> list[str]:
     counts = pd.Series(train.target.values).value_counts().reindex(range(len(train.target.classes)), fill_value=0)
     classes = train.target.classes
     shown = ", ".join(f"{c} {int(counts[i])}" for i, c in enumerate(classes[:12]))
-    lines = [f"{spec.labels}: {len(train.ids)} labelled images in {train.folder.where}; {len(classes)} classes "
+    lines = [f"{spec.label_source}: {len(train.ids)} labelled images in {train.folder.where}; {len(classes)} classes "
              f"({shown}{' ...' if len(classes) > 12 else ''})"]
     if train.unlabelled:
-        lines.append(f"  {train.unlabelled} image(s) in {train.folder.where} have no row in {spec.labels}: left out")
+        lines.append(f"  {train.unlabelled} image(s) in {train.folder.where} have "
+                     f"{'no row in ' + spec.labels if spec.labels else 'no label from labels(names)'}: left out")
     if comp.test is None:
         lines.append(f"{spec.test_images}: no test images folder: training will not predict a test set")
     else:

@@ -26,6 +26,10 @@ Optional keys beyond the contract:
 - `positive`: binary only: the class whose probability is predicted (default: the last in sorted
   order);
 - `config`: the default model config for this competition (configs/images/<config>.yaml);
+- `plugin`: a Python file (relative to the spec file) with the competition's own code: a
+  `labels(names)` hook that reads each training image's class from its file name (Dogs vs. Cats'
+  `cat.12.jpg`), in place of a labels file; the spec then leaves out `labels`
+  (pipelines/plugins.py);
 - `description`: one line for people.
 
 `submission` may be left out: probability (binary) or probabilities (multiclass). Every problem is
@@ -50,7 +54,7 @@ from ..tabular.spec import (DEFAULT_SAMPLE, KINDS, _NAME, _choice, _hint, _relat
 KIND = "images"
 TASKS = ("binary", "multiclass")
 REQUIRED = ("name", "kind", "id", "target", "task", "metric", "labels", "train_images")
-OPTIONAL = ("submission", "test_images", "sample_submission", "kaggle", "hflip", "positive", "config",
+OPTIONAL = ("submission", "test_images", "sample_submission", "kaggle", "hflip", "positive", "config", "plugin",
             "description")
 DEFAULT_TEST_IMAGES = "test"
 
@@ -64,7 +68,7 @@ class ImageSpec:
     task: str
     metric: str
     submission: str
-    labels: str
+    labels: str | None               # None: the plugin's labels(names) reads them from the file names
     train_images: str
     test_images: str = DEFAULT_TEST_IMAGES
     sample_submission: str = DEFAULT_SAMPLE
@@ -72,8 +76,19 @@ class ImageSpec:
     hflip: bool = True
     positive: str | None = None
     config: str | None = None
+    plugin: str | None = None        # the plugin file, absolute once the spec is loaded from a file
     description: str = ""
     path: Path | None = field(default=None, compare=False)
+
+    @property
+    def label_source(self) -> str:
+        """Where the training labels come from, for messages: the labels file, or the plugin's hook."""
+        return self.labels if self.labels is not None else f"{Path(self.plugin).name} labels(names)"
+
+    @property
+    def marker(self) -> str:
+        """The file or folder whose presence says a data folder holds this competition."""
+        return self.labels if self.labels is not None else self.train_images
 
     @property
     def classification(self) -> bool:
@@ -102,6 +117,10 @@ class ImageSpec:
         a run refuses to resume under a spec that changed it."""
         values = {k: getattr(self, k) for k in ("id", "target", "task", "metric", "positive", "labels",
                                                 "train_images", "test_images", "hflip")}
+        if self.plugin is not None:  # its code decides the labels (specs without one keep their old hash)
+            from .. import plugins
+
+            values["plugin"] = plugins.sha(self.plugin) if Path(self.plugin).is_file() else "missing"
         return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -113,9 +132,15 @@ def from_dict(values: dict, where: str) -> ImageSpec:
     for key in values:
         if key not in known:
             raise UserError(f"{where}: unknown key {key!r}{_hint(key, known)}; the keys are {', '.join(known)}")
+    plugin = _string(values, "plugin", where) if values.get("plugin") is not None else None
+    if plugin is not None and not plugin.endswith(".py"):
+        raise UserError(f"{where}: plugin: {plugin!r} must be a Python file (.py)")
     for key in REQUIRED:
+        if key == "labels" and plugin is not None:
+            continue  # the plugin's labels(names) may read them from the file names (checked when loaded)
         if key not in values or values[key] is None:
-            raise UserError(f"{where}: {key}: missing (an images spec needs {', '.join(REQUIRED)})")
+            also = " (or a plugin whose labels(names) reads them from the file names)" if key == "labels" else ""
+            raise UserError(f"{where}: {key}: missing (an images spec needs {', '.join(REQUIRED)}{also})")
     kind = _choice(values, "kind", KINDS, where)
     if kind != KIND:
         raise UserError(f"{where}: kind: {kind!r} is not read by the image engine (pipelines.images reads "
@@ -134,7 +159,8 @@ def from_dict(values: dict, where: str) -> ImageSpec:
     hflip = values.get("hflip", True)
     if not isinstance(hflip, bool):
         raise UserError(f"{where}: hflip: expected true or false, got {hflip!r}")
-    folders = {key: _relative(values, key, where) for key in ("labels", "train_images")}
+    folders = {"train_images": _relative(values, "train_images", where),
+               "labels": _relative(values, "labels", where) if values.get("labels") is not None else None}
     for key, default in (("test_images", DEFAULT_TEST_IMAGES), ("sample_submission", DEFAULT_SAMPLE)):
         folders[key] = _relative(values, key, where) if values.get(key) is not None else default
     if folders["train_images"] == folders["test_images"]:
@@ -144,7 +170,7 @@ def from_dict(values: dict, where: str) -> ImageSpec:
     description = str(values.get("description") or "").strip()
     return ImageSpec(name=name, kind=kind, id=id_column, target=target, task=task, metric=metric,
                      submission=submission, kaggle=kaggle, hflip=hflip, positive=positive, config=config,
-                     description=description, **folders)
+                     plugin=plugin, description=description, **folders)
 
 
 def load(path: str | Path) -> ImageSpec:
@@ -164,7 +190,10 @@ def load(path: str | Path) -> ImageSpec:
         raise UserError(f"{path}: not a text file") from None
     if values is None:
         raise UserError(f"{path}: is empty (an images spec needs {', '.join(REQUIRED)})")
-    return replace(from_dict(values, str(path)), path=path)
+    spec = from_dict(values, str(path))
+    if spec.plugin is not None:  # relative to the spec file, wherever the command runs
+        spec = replace(spec, plugin=str((path.parent / spec.plugin).resolve()))
+    return replace(spec, path=path)
 
 
 SPEC_FOLDER = Path(__file__).resolve().parent.parent / "competitions" / "specs"

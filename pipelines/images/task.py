@@ -118,9 +118,12 @@ class ImageConfig:
     tta_flip: bool = configs.option(True, help="average with the mirrored image (off when the spec says "
                                                "hflip: false)")
     eval_batch_size: int = configs.option(256, min=1)
-    # On a CPU whose cores are busy, one thread was 3-8x faster than two for cnn-small at 32 px (threads
-    # waiting on each other) and 1.6x for ONNX Runtime features; the count also decides the last bits
-    # of every sum, so predict() uses the count the run trained with.
+    clip: float = configs.option(0.0, min=0.0, max=0.49,
+                                 help="probabilities kept in [clip, 1 - clip] (multiclass: then rescaled to sum to 1) "
+                                      "in the CV, oof.csv and the submission; a log loss punishes a confident "
+                                      "mistake without bound")
+    # the count also decides the last bits of every sum, so predict() uses the count the run trained with
+    # (docs/decisions.md, "Threads")
     threads: int = configs.option(0, min=0, help="CPU threads of torch and ONNX Runtime (0: torch's default)")
 
 
@@ -153,7 +156,7 @@ def check_config(cfg: ImageConfig, where: str) -> None:
 # The keys each recipe reads (a config, and --set, may name only these), as the engine's parts
 # declare them (recipes.py), plus the engine's own common keys. ImageConfig stays one flat record.
 COMMON_KEYS = {"name", "recipe", "arch", "pretrained", "image_size", "folds", "seed", "tta_flip", "eval_batch_size",
-               "threads", "channels_last", "precision", "compile", "gpu_cache", "sync_bn"}
+               "clip", "threads", "channels_last", "precision", "compile", "gpu_cache", "sync_bn"}
 NETWORK_KEYS = {"width"}  # cnn-small's
 TRAIN_KEYS = recipes.train_keys(NETWORK_KEYS)
 HEAD_KEYS = recipes.head_keys()
@@ -208,6 +211,14 @@ def to_output(task: str, prob: np.ndarray) -> np.ndarray:
     """(n, classes) probabilities -> what a run stores: P(positive) (binary) or the matrix."""
     prob = np.asarray(prob, dtype=np.float64)
     return prob[:, 1] if task == "binary" else prob
+
+
+def clipped(task: str, prediction: np.ndarray, clip: float) -> np.ndarray:
+    """What a run stores (to_output) kept in [clip, 1 - clip]; multiclass rows then rescaled to sum to 1."""
+    if clip <= 0:
+        return prediction
+    out = np.clip(np.asarray(prediction, dtype=np.float64), clip, 1.0 - clip)
+    return out if task == "binary" else out / out.sum(axis=1, keepdims=True)
 
 
 def _settings(cfg: ImageConfig) -> TrainSettings:
@@ -407,8 +418,9 @@ def _train(spec, cfg, comp, train_cache, test_cache, labels, ids, fold_of_row, o
         info = {"train_rows": int(len(train_index))}
         if best_epoch:
             info["best_epoch"] = int(best_epoch)
-        return kfold.FoldOutput(to_output(spec.task, valid), None if test is None else to_output(spec.task, test),
-                                info)
+        # the validation rows clipped here (each row is one fold's), the test after the folds' mean
+        return kfold.FoldOutput(clipped(spec.task, to_output(spec.task, valid), cfg.clip),
+                                None if test is None else to_output(spec.task, test), info)
 
     def score(index: np.ndarray, prediction: np.ndarray) -> dict:
         return metrics.scores(spec.task, spec.metric, labels[index], prediction)
@@ -428,7 +440,7 @@ def _train(spec, cfg, comp, train_cache, test_cache, labels, ids, fold_of_row, o
     atomic.write_text(run_dir / "oof.csv", oof.to_csv(index=False))
     if result.test_prediction is not None:
         frame = tabular_task.prediction_frame(spec.id, comp.test.ids, spec.task, spec.target, classes,
-                                              result.test_prediction)
+                                              clipped(spec.task, result.test_prediction, cfg.clip))
         tabular_task.write_predictions(spec, frame, run_dir / "test_predictions.csv", comp.test.ids, classes)
     wall = time.perf_counter() - started + result.resumed_seconds
     folds_done = [s["fold"] for s in result.fold_scores]
@@ -492,7 +504,7 @@ def _predict(run_dir: Path, loaded: list[Fold], test_path: Path, device) -> pd.D
             fold, images, feats, device, f"predict {fold_label(fold.fold, cfg.folds)}"))
         total = prediction if total is None else total + prediction  # as kfold.run sums, fold by fold
     return tabular_task.prediction_frame(spec_meta["id"], test.ids, spec_meta["task"], spec_meta["target"],
-                                         meta["classes"], total / len(loaded))
+                                         meta["classes"], clipped(spec_meta["task"], total / len(loaded), cfg.clip))
 
 
 def read_predictions(path: str | Path, spec: ImageSpec) -> pd.DataFrame:
