@@ -280,6 +280,43 @@ TABLES = {
     "mathlevel": Table("Ecdat", "Mathlevel", {
         "name": "mathlevel", "kind": "tabular", "id": "Id", "target": "mathlevel", "task": "multiclass",
         "metric": "logloss", "submission": "probabilities"}, "economics students' highest calculus course (levels)"),
+    # the seventh final collection (listed 2026-12-07 at 23:50 before any of it was measured)
+    "collegedistance": Table("AER", "CollegeDistance", {
+        "name": "collegedistance", "kind": "tabular", "id": "Id", "target": "score", "task": "regression",
+        "metric": "rmse", "submission": "value"}, "US high-school seniors' composite test score, 1980"),
+    "tenmilerace": Table("mosaicData", "TenMileRace", {
+        "name": "tenmilerace", "kind": "tabular", "id": "Id", "target": "net", "task": "regression",
+        "metric": "rmsle", "submission": "value"}, "Cherry Blossom ten-mile runners' net time (seconds), 2005",
+        drop=("time",)),
+    "workinghours": Table("Ecdat", "Workinghours", {
+        "name": "workinghours", "kind": "tabular", "id": "Id", "target": "hours", "task": "regression",
+        "metric": "mae", "submission": "value"}, "US wives' hours worked in a year, 1987 (many zeros)"),
+    "medicaid1986": Table("AER", "Medicaid1986", {
+        "name": "medicaid1986", "kind": "tabular", "id": "Id", "target": "visits", "task": "regression",
+        "metric": "mae", "submission": "value"}, "Medicaid recipients' doctor visits, 1986"),
+    "email": Table("openintro", "email", {
+        "name": "email", "kind": "tabular", "id": "Id", "target": "spam", "task": "binary",
+        "metric": "auc", "submission": "probability", "positive": "1"}, "emails that are spam: 9%",
+        drop=("time",)),
+    "flchain": Table("survival", "flchain", {
+        "name": "flchain", "kind": "tabular", "id": "Id", "target": "death", "task": "binary",
+        "metric": "logloss", "submission": "probability", "positive": "1"},
+        "Olmsted County residents dead by the end of follow-up, from serum free light chains",
+        drop=("futime", "chapter")),
+    "vote84": Table("stevedata", "anes_vote84", {
+        "name": "vote84", "kind": "tabular", "id": "Id", "target": "vote", "task": "binary",
+        "metric": "accuracy", "submission": "label", "positive": "1.0"}, "US adults who voted in 1984 (ANES)",
+        drop=("uid",)),
+    "vote92": Table("pscl", "vote92", {
+        "name": "vote92", "kind": "tabular", "id": "Id", "target": "vote", "task": "multiclass",
+        "metric": "logloss", "submission": "probabilities"}, "US 1992 presidential vote (Bush, Clinton, Perot)"),
+    "bfi": Table("psych", "bfi", {
+        "name": "bfi", "kind": "tabular", "id": "Id", "target": "education", "task": "multiclass",
+        "metric": "accuracy", "submission": "label"}, "education (5 levels) from 25 personality items, age and gender"),
+    "pbc": Table("survival", "pbc", {
+        "name": "pbc", "kind": "tabular", "id": "Id", "target": "status", "task": "multiclass",
+        "metric": "logloss", "submission": "probabilities"},
+        "biliary cirrhosis patients' status (censored, transplant, dead)", drop=("id", "time")),
     # fold schemes (tests/test_fold_schemes.py, docs/specs.md)
     "exam": Table("mlmRev", "Exam", {
         "name": "exam", "kind": "tabular", "id": "Id", "target": "normexam", "task": "regression",
@@ -299,10 +336,12 @@ THIRD_FINAL = ("default", "creditcard", "oj", "housing", "salaries", "males", "c
 FOURTH_FINAL = ("carseats", "cps1985", "nmes1988", "resumenames", "benefits", "swisslabor", "heating", "gsoep9402", "car")
 FIFTH_FINAL = ("bwages", "teachingratings", "doctorvisits", "star", "healthinsurance", "arrests", "contraception",
                "kakadu", "ces11", "hawks")
-DEVELOPMENT = SELECTION + FIRST_FINAL + SECOND_FINAL + THIRD_FINAL + FOURTH_FINAL + FIFTH_FINAL
 SIXTH_FINAL = ("slid", "gssvocab", "medexp", "phdpublications", "smokeban", "mroz", "hi", "kershaw", "helprct",
                "mathlevel")
-FINAL = SIXTH_FINAL
+DEVELOPMENT = SELECTION + FIRST_FINAL + SECOND_FINAL + THIRD_FINAL + FOURTH_FINAL + FIFTH_FINAL + SIXTH_FINAL
+SEVENTH_FINAL = ("collegedistance", "tenmilerace", "workinghours", "medicaid1986", "email", "flchain", "vote84",
+                 "vote92", "bfi", "pbc")
+FINAL = SEVENTH_FINAL
 
 
 @dataclass
