@@ -41,15 +41,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 from ..errors import UserError
 from ..tabular import metrics
-from ..tabular.spec import (DEFAULT_SAMPLE, KINDS, _NAME, _choice, _hint, _relative, _string,
-                            metric_and_submission)
+from ..tabular.spec import (DEFAULT_SAMPLE, KINDS, _NAME, _choice, _hint, _relative, _string, located,
+                            metric_and_submission, read_file)
 
 KIND = "images"
 TASKS = ("binary", "multiclass")
@@ -175,25 +175,8 @@ def from_dict(values: dict, where: str) -> ImageSpec:
 
 def load(path: str | Path) -> ImageSpec:
     """Read and validate a spec file."""
-    path = Path(path)
-    if not path.exists():
-        raise UserError(f"spec file {path} not found")
-    if path.is_dir():
-        raise UserError(f"{path}: is a folder, expected a spec file (YAML)")
-    try:
-        values = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f" line {mark.line + 1}" if mark else ""
-        raise UserError(f"{path}:{line} is not valid YAML") from None
-    except UnicodeDecodeError:
-        raise UserError(f"{path}: not a text file") from None
-    if values is None:
-        raise UserError(f"{path}: is empty (an images spec needs {', '.join(REQUIRED)})")
-    spec = from_dict(values, str(path))
-    if spec.plugin is not None:  # relative to the spec file, wherever the command runs
-        spec = replace(spec, plugin=str((path.parent / spec.plugin).resolve()))
-    return replace(spec, path=path)
+    values = read_file(path, f"an images spec needs {', '.join(REQUIRED)}")
+    return located(from_dict(values, str(path)), path)
 
 
 SPEC_FOLDER = Path(__file__).resolve().parent.parent / "competitions" / "specs"

@@ -276,8 +276,9 @@ def from_dict(values: dict, where: str) -> Spec:
                 **lists)
 
 
-def load(path: str | Path) -> Spec:
-    """Read and validate a spec file."""
+def read_file(path: str | Path, needs: str) -> dict:
+    """A spec file's mapping, before validation; one line for a file that is missing, a folder, not
+    YAML, not text or empty (`needs`: what the message says such a spec needs)."""
     path = Path(path)
     if not path.exists():
         raise UserError(f"spec file {path} not found")
@@ -292,8 +293,20 @@ def load(path: str | Path) -> Spec:
     except UnicodeDecodeError:
         raise UserError(f"{path}: not a text file") from None
     if values is None:
-        raise UserError(f"{path}: is empty (a spec needs {', '.join(REQUIRED)})")
-    spec = from_dict(values, str(path))
-    if spec.plugin is not None:  # relative to the spec file, wherever the command runs
+        raise UserError(f"{path}: is empty ({needs})")
+    return values
+
+
+def located(spec, path: str | Path):
+    """A validated spec (either engine's) with its file: the plugin's path made absolute, relative
+    to the spec file wherever the command runs."""
+    path = Path(path)
+    if spec.plugin is not None:
         spec = replace(spec, plugin=str((path.parent / spec.plugin).resolve()))
     return replace(spec, path=path)
+
+
+def load(path: str | Path) -> Spec:
+    """Read and validate a spec file."""
+    values = read_file(path, f"a spec needs {', '.join(REQUIRED)}")
+    return located(from_dict(values, str(path)), path)
