@@ -378,9 +378,11 @@ def test_features_recipe_needs_pretrained_weights():
 def test_a_config_holds_only_its_recipes_keys():
     import dataclasses
 
+    from pipelines.images import task as engine  # Dogs vs. Cats' config is the engine's, its keys too
+
     fields = {f.name for f in dataclasses.fields(task.DogsConfig)}
-    every = task.COMMON_KEYS | task.TRAIN_KEYS | set().union(*task.HEAD_KEYS.values())
-    assert every == fields and set(task.HEAD_KEYS) == set(task.DogsConfig.__dataclass_fields__["head"].metadata["choices"])
+    every = engine.COMMON_KEYS | engine.TRAIN_KEYS | set().union(*engine.HEAD_KEYS.values())
+    assert every == fields and set(engine.HEAD_KEYS) == set(task.DogsConfig.__dataclass_fields__["head"].metadata["choices"])
     for path in sorted((task.configs.CONFIG_ROOT / task.NAME).glob("*.yaml")):
         task.load_config(str(path))  # the shipped configs keep to their recipes
     with pytest.raises(UserError, match="with --set: key 'epochs' does not apply to recipe: features with head: "

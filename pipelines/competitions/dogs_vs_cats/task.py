@@ -32,8 +32,9 @@ from ...errors import UserError
 from ...metrics import accuracy, log_loss, roc_auc
 from ...progress import bar as progress_bar, fold_label
 from ...training import Resume, TrainSettings, quiet
-from ...images import (augment, backbones, device_cache, features, fitting, heads, onnx_export, recipes, weights,
+from ...images import (augment, backbones, device_cache, features, fitting, heads, onnx_export, weights,
                        networks as models)
+from ...images.task import ImageConfig, family_keys, threads
 from . import data
 from .competition import DOGS_VS_CATS, ID, METRIC, NAME, SUBMISSION, TARGET
 
@@ -43,81 +44,18 @@ CLIP_GRID = (0.0, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05)
 
 
 @dataclass
-class DogsConfig:
-    name: str = configs.option("custom")
+class DogsConfig(ImageConfig):
+    """The image engine's config (pipelines/images/task.py) with Dogs vs. Cats' own defaults."""
     arch: str = configs.option("lenet", help="lenet, lenet-modern or any timm model name")
-    pretrained: bool | str = configs.option(False, help="false, true, efficientnet-lite0-package (lite1, lite2 "
-                                                        "likewise) or a path")
-    recipe: str = configs.option("train", choices=["train", "features"])
-    image_size: int = configs.option(32, min=8, max=1024)
-    folds: int = configs.option(5, min=2, max=20)
-    seed: int = configs.option(42)
-    # recipe train (and head mlp/tail)
     epochs: int = configs.option(10, min=1)
-    batch_size: int = configs.option(128, min=1)
-    optimizer: str = configs.option("adamw", choices=["adam", "adamw", "sgd"])
-    lr: float = configs.option(1e-3, min=0.0)
-    momentum: float = configs.option(0.9, min=0.0, max=1.0)
-    weight_decay: float = configs.option(0.05, min=0.0)
-    schedule: str = configs.option("cosine", choices=["cosine", "constant"])
-    warmup_epochs: float = configs.option(0.0, min=0.0)
-    patience: int = configs.option(0, min=0)
     # best: the weights of the epoch with the best validation log loss, chosen on the rows the fold
     # then scores (optimistic); last: those after the last epoch, what the CV and the test both get
     keep: str = configs.option("best", choices=["best", "last"])
-    ema: float = configs.option(0.0, min=0.0, max=0.99999)
-    label_smoothing: float = configs.option(0.0, min=0.0, max=0.5)
-    grad_clip: float = configs.option(0.0, min=0.0)
-    drop_rate: float = configs.option(0.0, min=0.0, max=0.9)
-    width: int = configs.option(32, min=4, help="cnn-small: channels of the first stage")
-    channels_last: bool = configs.option(True)
-    # speed on GPUs, and several processes (README, "Scaling out")
-    precision: str = configs.option("auto", choices=["auto", "bf16", "fp16", "fp32"],
-                                    help="auto: bf16 where supported, else fp16 + GradScaler, on CUDA; fp32 on the CPU")
-    compile: bool = configs.option(False, help="torch.compile the training step")
-    gpu_cache: bool | str = configs.option("auto", choices=["auto", "on", "off", True, False],
-                                           help="the uint8 image cache on the training device (auto: CUDA and it "
-                                                "fits); on/off (YAML reads them as true/false)")
-    sync_bn: bool = configs.option(True, help="several GPUs (torchrun): batch norm over the global batch")
-    hflip: bool = configs.option(True)
-    crop_scale: float = configs.option(1.0, min=0.05, max=1.0, help="RandomResizedCrop min area; 1 = off")
-    color_jitter: float = configs.option(0.0, min=0.0, max=1.0)
-    # an albumentations pipeline in its own serialised form (A.to_dict(compose), as YAML), used
-    # instead of hflip/crop_scale/color_jitter for training (configs/dogs-vs-cats/lenet-modern-albu.yaml)
-    augment: dict | None = configs.option(None, help="albumentations A.to_dict pipeline; replaces hflip, "
-                                                     "crop_scale and color_jitter for training")
-    # recipe features
-    block: int = configs.option(-1, min=-1, help="-1: pooled features; k: activations after blocks[k]")
-    head: str = configs.option("logreg", choices=list(heads.KEYS),
-                               help="mlp+logreg: both heads per fold, their dog logits averaged")
-    C: float = configs.option(1.0, min=0.0)
-    hidden: int = configs.option(512, min=1)
-    # the training images' flipped view too: the MLP head trains on a random view, and the
-    # out-of-fold rows are scored on both views, as the test is with tta_flip; false halves the
-    # training images' feature stage (the out-of-fold rows are then scored on the image alone)
-    train_flip: bool = configs.option(True)
-    quantize: str = configs.option("none", choices=["none", "int8"],
-                                   help="int8: the backbone's ONNX export statically quantised (pooled features)")
-    also: list[str] = configs.option([], help="more frozen backbones, their pooled features concatenated after "
-                                              "arch's: a weights package (efficientnet-lite1-package) or ARCH=WEIGHTS")
-    # with also: logits, a head per backbone (each on its own features), their dog logits averaged
-    # with equal weights; concat, one head on the concatenated features
-    join: str = configs.option("logits", choices=["logits", "concat"])
-    # prediction
-    tta_flip: bool = configs.option(True)
-    clip: float = configs.option(0.005, min=0.0, max=0.49)
-    eval_batch_size: int = configs.option(256, min=1)
+    clip: float = configs.option(0.005, min=0.0, max=0.49, help="P(dog) kept in [clip, 1 - clip] in the CV "
+                                                                "and the submission")
 
 
-# The keys each recipe reads (a config, and --set, may name only these), as the image engine's
-# parts declare them (pipelines/images/recipes.py), plus Dogs vs. Cats' own common keys.
-# DogsConfig stays one flat record (run.json, config hashes and resumed runs read it as before).
-COMMON_KEYS = {"name", "arch", "pretrained", "recipe", "image_size", "folds", "seed", "tta_flip", "clip",
-               "eval_batch_size", "precision", "compile", "gpu_cache", "sync_bn", "channels_last"}
-NETWORK_KEYS = {"width"}  # cnn-small's
-TRAIN_KEYS = recipes.train_keys(NETWORK_KEYS)
-HEAD_KEYS = recipes.head_keys()
-family_keys = recipes.family_keys(COMMON_KEYS, NETWORK_KEYS)
+# The keys each recipe reads (a config, and --set, may name only these): the image engine's.
 
 
 def load_config(name: str, overrides: dict | None = None) -> DogsConfig:
@@ -275,7 +213,13 @@ def train(cfg: DogsConfig, source: Path, run_name: str | None, device_spec: str 
           only_folds: list[int] | None = None, workers: int = 2,
           restart: bool = False) -> dict:
     """k-fold training; an interrupted run resumes when rerun (finished folds kept, the others go on
-    from their last epoch); restart starts over (resume.py)."""
+    from their last epoch); restart starts over (resume.py). With `threads`, torch's CPU threads."""
+    with threads(cfg):
+        return _train(cfg, source, run_name, device_spec, only_folds, workers, restart)
+
+
+def _train(cfg: DogsConfig, source: Path, run_name: str | None, device_spec: str, only_folds: list[int] | None,
+           workers: int, restart: bool) -> dict:
     started = time.perf_counter()
     device = fitting.start(cfg, device_spec)  # recipe train under torchrun: this process's part (fitting.py)
     with distributed.main_first():  # one process per node builds the caches, the others reuse them
@@ -432,6 +376,12 @@ def predict_folder(run_dir: Path, test_dir: Path, device_spec: str = "auto") -> 
     loaded = _load_folds(run_dir)
     meta0 = loaded[0][1]
     cfg = configs.build(DogsConfig, meta0["config"], str(run_dir / "fold0" / checkpoint.META))
+    with threads(cfg):  # the count the run trained with: it decides the last bits of the sums
+        return _predict_folder(run_dir, test_dir, device, loaded, cfg)
+
+
+def _predict_folder(run_dir: Path, test_dir: Path, device, loaded: list[tuple[dict, dict]],
+                    cfg: DogsConfig) -> pd.DataFrame:
     ids, images = read_test_folder(test_dir, cfg.image_size)
     total = np.zeros(len(ids))
     if cfg.recipe == "train":
