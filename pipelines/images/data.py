@@ -196,6 +196,13 @@ def _ambiguous(folder: Folder, key: str) -> str:
     return f"{folder.where}: id {key!r} twice: {' and '.join(names[:3])} (one image per id)"
 
 
+def _one_per_id(folder: Folder) -> None:
+    """One line for the first id that two images share."""
+    for key, found in folder.files.items():
+        if len(found) > 1:
+            raise UserError(_ambiguous(folder, key))
+
+
 # --------------------------------------------------------------------------- the competition
 
 def read_labels(spec: ImageSpec, path: Path, say=None) -> tuple[np.ndarray, Target]:
@@ -224,9 +231,7 @@ def read_named(spec: ImageSpec, base: Path, module) -> tuple[np.ndarray, Target,
     folder = list_folder(source, "stem")
     if not folder.files:
         raise UserError(f"{folder.where}: no image files (.png, .jpg, ...) found")
-    for key in folder.files:
-        if len(folder.files[key]) > 1:
-            raise UserError(_ambiguous(folder, key))
+    _one_per_id(folder)
     names = sorted(found[0].name for found in folder.files.values())
     classes = plugins.labels(module, names, folder.where)
     kept = [(image_id(name, "stem"), label) for name, label in zip(names, classes) if label is not None]
@@ -236,8 +241,9 @@ def read_named(spec: ImageSpec, base: Path, module) -> tuple[np.ndarray, Target,
     return frame[spec.id].to_numpy(dtype=object), encode_target(frame, spec, Path(spec.plugin)), folder
 
 
-def read_train(spec: ImageSpec, base: Path, say=None) -> tuple[TrainSet, str]:
-    module = label_plugin(spec)
+def read_train(spec: ImageSpec, base: Path, say=None, module=None) -> tuple[TrainSet, str]:
+    """module: the spec's label plugin when the caller has it (label_plugin), else found here."""
+    module = module if module is not None else label_plugin(spec)
     if module is not None:
         labels_path = Path(spec.plugin)
         ids, target, folder = read_named(spec, base, module)
@@ -268,9 +274,7 @@ def read_train(spec: ImageSpec, base: Path, say=None) -> tuple[TrainSet, str]:
 
 def read_test(folder: Folder) -> TestSet:
     """Every image of a test folder, one per id (an id twice is an error), in id order."""
-    for key, found in folder.files.items():
-        if len(found) > 1:
-            raise UserError(_ambiguous(folder, key))
+    _one_per_id(folder)
     if not folder.files:
         raise UserError(f"{folder.where}: no image files (.png, .jpg, ...) found")
     ids = sort_ids(folder.files)
@@ -301,10 +305,11 @@ def load(spec: ImageSpec, base: str | Path, say=print) -> CompetitionData:
     base = Path(base)
     if not base.is_dir():
         raise UserError(f"{base}: data folder not found")
-    if label_plugin(spec) is None and not (base / spec.labels).exists():
+    module = label_plugin(spec)
+    if module is None and not (base / spec.labels).exists():
         raise UserError(f"{base}: no {spec.labels} there (expected {spec.name}'s files in Kaggle's layout: "
                         f"{spec.labels}, {spec.train_images}/, {spec.test_images}/)")
-    train, style = read_train(spec, base, say)
+    train, style = read_train(spec, base, say, module)
     source = locate(base, spec.test_images)
     test = read_test(list_folder(source, style)) if source is not None else None
     sample_path = base / spec.sample_submission

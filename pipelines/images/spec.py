@@ -49,7 +49,7 @@ import yaml
 from ..errors import UserError
 from ..tabular import metrics
 from ..tabular.spec import (DEFAULT_SAMPLE, KINDS, _NAME, _choice, _hint, _relative, _string, located,
-                            metric_and_submission, read_file)
+                            metric_and_submission, plugin_fingerprint, plugin_key, read_file)
 
 KIND = "images"
 TASKS = ("binary", "multiclass")
@@ -118,9 +118,7 @@ class ImageSpec:
         values = {k: getattr(self, k) for k in ("id", "target", "task", "metric", "positive", "labels",
                                                 "train_images", "test_images", "hflip")}
         if self.plugin is not None:  # its code decides the labels (specs without one keep their old hash)
-            from .. import plugins
-
-            values["plugin"] = plugins.sha(self.plugin) if Path(self.plugin).is_file() else "missing"
+            values["plugin"] = plugin_fingerprint(self.plugin)
         return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -132,9 +130,7 @@ def from_dict(values: dict, where: str) -> ImageSpec:
     for key in values:
         if key not in known:
             raise UserError(f"{where}: unknown key {key!r}{_hint(key, known)}; the keys are {', '.join(known)}")
-    plugin = _string(values, "plugin", where) if values.get("plugin") is not None else None
-    if plugin is not None and not plugin.endswith(".py"):
-        raise UserError(f"{where}: plugin: {plugin!r} must be a Python file (.py)")
+    plugin = plugin_key(values, where)
     for key in REQUIRED:
         if key == "labels" and plugin is not None:
             continue  # the plugin's labels(names) may read them from the file names (checked when loaded)

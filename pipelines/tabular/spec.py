@@ -130,9 +130,7 @@ class Spec:
         values = {k: getattr(self, k) for k in ("id", "target", "task", "metric", "positive", "drop",
                                                 "categorical", "numeric")}
         if self.plugin is not None:  # its code changes the features (specs without one keep their old hash)
-            from .. import plugins
-
-            values["plugin"] = plugins.sha(self.plugin) if Path(self.plugin).is_file() else "missing"
+            values["plugin"] = plugin_fingerprint(self.plugin)
         for key in ("group", "time", "folds_file"):  # the fold scheme (specs without one keep their old hash)
             if getattr(self, key) is not None:
                 values[key] = getattr(self, key)
@@ -178,6 +176,21 @@ def _relative(values: dict, key: str, where: str) -> str:
         raise UserError(f"{where}: {key}: {value!r} must be a path inside the data folder (like train or "
                         f"labels.csv), not an absolute path or one that leaves it")
     return value
+
+
+def plugin_key(values: dict, where: str) -> str | None:
+    """The spec's `plugin:` (either engine's): a .py file, or None."""
+    plugin = _string(values, "plugin", where) if values.get("plugin") is not None else None
+    if plugin is not None and not plugin.endswith(".py"):
+        raise UserError(f"{where}: plugin: {plugin!r} must be a Python file (.py)")
+    return plugin
+
+
+def plugin_fingerprint(plugin: str) -> str:
+    """What a spec's fingerprint holds for its plugin: the file's hash ("missing" once it is gone)."""
+    from .. import plugins
+
+    return plugins.sha(plugin) if Path(plugin).is_file() else "missing"
 
 
 def _choice(values: dict, key: str, options, where: str) -> str:
@@ -256,9 +269,7 @@ def from_dict(values: dict, where: str) -> Spec:
     config = _string(values, "config", where) if values.get("config") is not None else None
     kaggle = _string(values, "kaggle", where) if values.get("kaggle") is not None else None
     description = str(values.get("description") or "").strip()
-    plugin = _string(values, "plugin", where) if values.get("plugin") is not None else None
-    if plugin is not None and not plugin.endswith(".py"):
-        raise UserError(f"{where}: plugin: {plugin!r} must be a Python file (.py)")
+    plugin = plugin_key(values, where)
     sample = (_relative(values, "sample_submission", where) if values.get("sample_submission") is not None
               else DEFAULT_SAMPLE)
     schemes = {key: values[key] for key in ("group", "time", "folds_file") if values.get(key) is not None}

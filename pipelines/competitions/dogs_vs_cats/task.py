@@ -34,7 +34,7 @@ from ...progress import bar as progress_bar, fold_label
 from ...training import Resume, TrainSettings, quiet
 from ...images import (augment, backbones, device_cache, features, fitting, heads, onnx_export, weights,
                        networks as models)
-from ...images.task import ImageConfig, family_keys, threads
+from ...images.task import ImageConfig, family_keys, threads  # the keys each recipe reads: the engine's
 from . import data
 from .competition import DOGS_VS_CATS, ID, METRIC, NAME, SUBMISSION, TARGET
 
@@ -53,9 +53,6 @@ class DogsConfig(ImageConfig):
     keep: str = configs.option("best", choices=["best", "last"])
     clip: float = configs.option(0.005, min=0.0, max=0.49, help="P(dog) kept in [clip, 1 - clip] in the CV "
                                                                 "and the submission")
-
-
-# The keys each recipe reads (a config, and --set, may name only these): the image engine's.
 
 
 def load_config(name: str, overrides: dict | None = None) -> DogsConfig:
